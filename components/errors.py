@@ -1,0 +1,13 @@
+"""Errors the user sees. Every message names the file, line or parameter at fault."""
+
+
+class DwlrecError(Exception):
+    """Base class: the CLIs print these as one clear line and exit with status 2."""
+
+
+class InputError(DwlrecError):
+    """Bad input data: missing or malformed files, an empty result after filtering."""
+
+
+class ConfigError(DwlrecError):
+    """A bad parameter value or an incompatible combination of options/files."""

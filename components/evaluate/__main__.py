@@ -1,0 +1,5 @@
+import sys
+
+from components.evaluate.cli import main
+
+sys.exit(main())

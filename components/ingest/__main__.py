@@ -1,0 +1,5 @@
+import sys
+
+from components.ingest.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+def read(path, options): raise NotImplementedError

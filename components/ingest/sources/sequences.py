@@ -1,0 +1,121 @@
+"""The SASRec / S3-Rec text format: ``user item1 item2 …`` per line, items in time order.
+
+There are no timestamps: an item's timestamp is its position in the user's line (0, 1, 2, …).
+Domains come from an items CSV with a header: ``item_id`` column (``--item-id-col``) and a domain
+column (``--domain-col``, default ``category``) that may hold ``|``-separated lists
+(``--domain-sep``). The items file is ``--items``, else ``items.csv`` next to the sequences;
+without one every item is in domain ``(none)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from components.errors import ConfigError, InputError
+from components.ingest.raw import RawData
+from components.ingest.sources._read import (
+    BadRows,
+    FileRef,
+    header_fields,
+    is_zip,
+    locate,
+    raw_interactions,
+    raw_items,
+    read_delimited,
+    split_domains,
+)
+
+log = logging.getLogger("dwlrec.ingest")
+
+SEQUENCE_NAMES = ("sequences.txt",)
+ITEMS_NAMES = ("items.csv",)
+_NO_DELIMITER = "\x1e"  # a whole line is one field
+
+
+def read(path: Path, options: dict) -> RawData:
+    """Read ``user item1 item2 …`` lines (+ the items CSV) from ``path`` (file or directory)."""
+    sequences = _find_sequences(path)
+    bad = BadRows()
+    data = read_delimited(sequences, ["line"], bad, delimiter=_NO_DELIMITER, quoting=False)
+    tokens = pc.utf8_split_whitespace(data.table.column("line").combine_chunks())
+    n_tokens = pc.list_value_length(tokens).to_numpy(zero_copy_only=False)
+    short = np.flatnonzero(n_tokens < 2)
+    if len(short):
+        bad.add_many(sequences.name, data.lines(short), ["no items after the user id"] * len(short))
+        tokens = tokens.filter(pa.array(n_tokens >= 2))
+
+    users = pc.list_element(tokens, 0)
+    item_lists = pc.list_slice(tokens, 1)
+    line_of_item = pc.list_parent_indices(item_lists)
+    lengths = pc.list_value_length(item_lists).to_numpy()
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    position = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts, lengths)
+    interactions = pa.table(
+        {
+            "user_id": users.take(line_of_item),
+            "item_id": pc.list_flatten(item_lists),
+            "timestamp": pa.array(position, pa.int64()),
+        }
+    )
+
+    items_ref = _items_file(sequences, options)
+    items = _read_items(items_ref, options) if items_ref else None
+    if items_ref is None:
+        log.warning("%s: no items.csv next to it and no --items: every item gets domain (none)",
+                    sequences.name)
+    return RawData(
+        interactions=raw_interactions(interactions),
+        items=items,
+        rows_read=data.rows_read,
+        bad_rows=bad.count,
+        bad_examples=bad.examples,
+        source_files=[sequences.name] + ([items_ref.name] if items_ref else []),
+    )
+
+
+def _find_sequences(path: Path) -> FileRef:
+    if path.is_file() and not is_zip(path):
+        return FileRef(path)
+    found = locate(path, SEQUENCE_NAMES)
+    if found is None:
+        raise InputError(
+            f"{path}: no sequences file found; expected {', '.join(SEQUENCE_NAMES)} (optionally "
+            f".gz; lines 'user item1 item2 …') and optionally {', '.join(ITEMS_NAMES)}, "
+            f"or pass the sequences file itself as --input"
+        )
+    return found
+
+
+def _items_file(sequences: FileRef, options: dict) -> FileRef | None:
+    if options.get("items"):
+        return FileRef(Path(options["items"]))
+    return sequences.sibling(ITEMS_NAMES)
+
+
+def _read_items(ref: FileRef, options: dict) -> pa.Table:
+    id_col = options.get("item_id_col") or "item_id"
+    domain_col = options.get("domain_col") or "category"
+    delimiter = options.get("delimiter") or ("\t" if ref.basename.endswith(".tsv") else ",")
+    header = header_fields(ref, delimiter)
+    for option, column in (("--item-id-col", id_col), ("--domain-col", domain_col)):
+        if column not in header:
+            raise ConfigError(
+                f"{ref.name}:1: no column {column!r} ({option}); the header has {header}"
+            )
+    bad = BadRows()
+    data = read_delimited(
+        ref, header, bad, delimiter=delimiter, skip_rows=1, include=[id_col, domain_col]
+    )
+    if bad.count:
+        log.warning("%s: skipped %d malformed item row(s); first: %s",
+                    ref.name, bad.count, bad.examples[0])
+    table = data.table
+    return raw_items(
+        pc.utf8_trim_whitespace(table.column(id_col)),
+        split_domains(table.column(domain_col), options.get("domain_sep", "|")),
+    )

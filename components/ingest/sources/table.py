@@ -1,0 +1,217 @@
+"""Any interactions table: CSV (optionally .gz) or Parquet with named columns.
+
+Interactions: ``--user-col`` (default ``user_id``), ``--item-col`` (``item_id``), ``--time-col``
+(``timestamp``: integer/float seconds, an ISO date-time string, or a Parquet timestamp/date) and
+optionally ``--rating-col`` (``rating``; a missing column means no ratings). Items (optional):
+``--items`` or ``items.{parquet,csv,tsv}`` next to the interactions, with ``--item-id-col``
+(``item_id``) and ``--domain-col`` (``domains``) holding a list or ``--domain-sep``-separated
+names (default ``|``). CSV delimiter: ``--delimiter`` (default ``,``; tab for .tsv).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from components.errors import ConfigError, InputError
+from components.ingest.raw import RawData
+from components.ingest.sources._read import (
+    FLOAT_PATTERN,
+    MAX_EXAMPLES,
+    SECONDS,
+    BadRows,
+    FileRef,
+    clean_domain_lists,
+    header_fields,
+    locate,
+    raw_interactions,
+    raw_items,
+    parse_timestamps,
+    read_delimited,
+    split_domains,
+    to_numeric,
+)
+
+log = logging.getLogger("dwlrec.ingest")
+
+INTERACTION_NAMES = ("interactions.parquet", "interactions.csv", "interactions.tsv")
+ITEMS_NAMES = ("items.parquet", "items.csv", "items.tsv")
+
+
+def read(path: Path, options: dict) -> RawData:
+    """Read an interactions table (+ optional items table) from ``path`` (file or directory)."""
+    ref = _find_interactions(path)
+    columns = {
+        "user_id": options.get("user_col") or "user_id",
+        "item_id": options.get("item_col") or "item_id",
+        "timestamp": options.get("time_col") or "timestamp",
+        "rating": options.get("rating_col") or "rating",
+    }
+    bad = BadRows()
+    if _is_parquet(ref):
+        table, rows_read = _read_parquet(ref, columns, bad, options)
+    else:
+        table, rows_read = _read_csv(ref, columns, bad, options)
+
+    items_ref = FileRef(Path(options["items"])) if options.get("items") else ref.sibling(
+        ITEMS_NAMES
+    )
+    if items_ref is not None and items_ref.path == ref.path and items_ref.member == ref.member:
+        items_ref = None
+    items = _read_items(items_ref, options) if items_ref else None
+    return RawData(
+        interactions=raw_interactions(table),
+        items=items,
+        rows_read=rows_read,
+        bad_rows=bad.count,
+        bad_examples=bad.examples,
+        source_files=[ref.name] + ([items_ref.name] if items_ref else []),
+    )
+
+
+def _find_interactions(path: Path) -> FileRef:
+    if path.is_file():
+        return FileRef(path)
+    found = locate(path, INTERACTION_NAMES)
+    if found is None:
+        raise InputError(
+            f"{path}: no interactions table found; expected one of "
+            f"{', '.join(INTERACTION_NAMES)} (CSV optionally .gz) and optionally "
+            f"{', '.join(ITEMS_NAMES)}, or pass the table file itself as --input"
+        )
+    return found
+
+
+def _is_parquet(ref: FileRef) -> bool:
+    return ref.basename.endswith((".parquet", ".pq"))
+
+
+def _delimiter(ref: FileRef, options: dict) -> str:
+    return options.get("delimiter") or ("\t" if ref.basename.endswith(".tsv") else ",")
+
+
+def _require_columns(ref: FileRef, present: list[str], wanted: dict[str, str], options: dict):
+    flags = {"user_id": "--user-col", "item_id": "--item-col", "timestamp": "--time-col",
+             "rating": "--rating-col"}
+    for key, column in wanted.items():
+        if column in present:
+            continue
+        if key == "rating" and not options.get("rating_col"):
+            continue  # no rating column: implicit feedback
+        raise ConfigError(
+            f"{ref.name}: no column {column!r} ({flags[key]}); the table has {present}"
+        )
+
+
+def _read_csv(ref: FileRef, columns: dict, bad: BadRows, options: dict):
+    delimiter = _delimiter(ref, options)
+    header = header_fields(ref, delimiter)
+    _require_columns(ref, header, columns, options)
+    wanted = {k: c for k, c in columns.items() if c in header}
+    if len(set(wanted.values())) != len(wanted):
+        raise ConfigError(f"{ref.name}: the same column is used for two roles: {wanted}")
+    data = read_delimited(
+        ref, header, bad, delimiter=delimiter, skip_rows=1, include=list(wanted.values())
+    )
+    data.table = data.table.select(list(wanted.values())).rename_columns(list(wanted))
+    numeric = {"timestamp": (SECONDS, True)}
+    if "rating" in wanted:
+        numeric["rating"] = (pa.float64(), False)
+    return to_numeric(data, ref, bad, numeric), data.rows_read
+
+
+def _read_parquet(ref: FileRef, columns: dict, bad: BadRows, options: dict):
+    try:
+        with ref.open() as handle:
+            table = pq.read_table(handle)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{ref.name}: cannot read as Parquet ({exc})") from exc
+    _require_columns(ref, table.column_names, columns, options)
+    wanted = {k: c for k, c in columns.items() if c in table.column_names}
+    table = table.select(list(wanted.values())).rename_columns(list(wanted))
+    rows_read = table.num_rows
+
+    out = {}
+    invalid = np.zeros(rows_read, dtype=bool)
+    reasons: dict[int, str] = {}
+    for key in ("user_id", "item_id"):
+        out[key] = pc.cast(table.column(key), pa.string())
+        _mark_null(out[key], key, "missing", invalid, reasons)
+    out["timestamp"] = _parquet_seconds(table.column("timestamp"))
+    _mark_null(out["timestamp"], "timestamp", "missing or unparsable", invalid, reasons)
+    if "rating" in wanted:
+        try:
+            out["rating"] = pc.cast(table.column("rating"), pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            ratings = pc.cast(table.column("rating"), pa.string())
+            ok = pc.match_substring_regex(ratings, FLOAT_PATTERN)
+            out["rating"] = pc.cast(pc.if_else(ok, ratings, None), pa.float64())
+            bad_rating = pc.and_(pc.invert(ok), pc.is_valid(ratings))
+            _mark(bad_rating, "non-numeric rating", invalid, reasons)
+    result = pa.table(out)
+    if invalid.any():
+        rows = np.flatnonzero(invalid)
+        # Parquet has no lines: the "line" is the 1-based row number
+        bad.add_many(ref.name, rows + 1, [reasons.get(int(r), "bad value") for r in rows])
+        result = result.filter(pa.array(~invalid))
+    return result, rows_read
+
+
+def _mark_null(values, key: str, what: str, invalid: np.ndarray, reasons: dict) -> None:
+    _mark(values.is_null(), f"{what} {key}", invalid, reasons)
+
+
+def _mark(mask, reason: str, invalid: np.ndarray, reasons: dict) -> None:
+    mask = np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
+    for row in np.flatnonzero(mask & ~invalid)[:MAX_EXAMPLES]:
+        reasons[int(row)] = reason
+    invalid |= mask
+
+
+def _parquet_seconds(column: pa.ChunkedArray) -> pa.Array:
+    column = column.combine_chunks()
+    kind = column.type
+    if pa.types.is_timestamp(kind):
+        return pc.cast(pc.cast(column, pa.timestamp("s", tz=kind.tz), safe=False), pa.int64())
+    if pa.types.is_date(kind):
+        return pc.cast(pc.cast(column, pa.timestamp("s")), pa.int64())
+    if pa.types.is_integer(kind):
+        return pc.cast(column, pa.int64())
+    if pa.types.is_floating(kind):
+        return pc.cast(pc.floor(column), pa.int64())
+    return parse_timestamps(column)
+
+
+def _read_items(ref: FileRef, options: dict) -> pa.Table:
+    id_col = options.get("item_id_col") or "item_id"
+    domain_col = options.get("domain_col") or "domains"
+    if _is_parquet(ref):
+        with ref.open() as handle:
+            table = pq.read_table(handle)
+        present = table.column_names
+    else:
+        present = header_fields(ref, _delimiter(ref, options))
+    for flag, column in (("--item-id-col", id_col), ("--domain-col", domain_col)):
+        if column not in present:
+            raise ConfigError(f"{ref.name}: no column {column!r} ({flag}); the table has {present}")
+    if not _is_parquet(ref):
+        item_bad = BadRows()
+        data = read_delimited(ref, present, item_bad, delimiter=_delimiter(ref, options),
+                              skip_rows=1, include=[id_col, domain_col])
+        table = data.table
+        if item_bad.count:
+            log.warning("%s: skipped %d malformed item row(s); first: %s",
+                        ref.name, item_bad.count, item_bad.examples[0])
+    domains = table.column(domain_col)
+    if pa.types.is_list(domains.type) or pa.types.is_large_list(domains.type):
+        domains = clean_domain_lists(pc.cast(domains, pa.list_(pa.string())))
+    else:
+        domains = split_domains(domains, options.get("domain_sep", "|"))
+    ids = pc.cast(table.column(id_col), pa.string())
+    keep = pc.is_valid(ids)
+    return raw_items(ids.filter(keep), domains.filter(keep))

@@ -1,0 +1,31 @@
+"""KFP component of the stats step: a thin wrapper over ``components.stats.compute_stats``."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Output
+
+from components.kfp_support import cpu_image
+
+
+def stats(dataset: Input[Dataset], fixed_domains: list, options: dict,
+          domain_stats: Output[Dataset], summary: Output[HTML]):
+    """Domain sparsity statistics and every scheme's target weights (``weights.json``).
+
+    ``fixed_domains`` = the `fixed` scheme's boosted domains ([] = the step's default);
+    ``options`` = further ``compute_stats`` keyword arguments (e.g. ``{"gamma": 0.5}``).
+    """
+    import os
+
+    from components.kfp_support import copy_file, write_artifact_dir
+    from components.stats import compute_stats
+
+    def produce(out_dir):
+        return compute_stats(dataset_dir=dataset.path, output_dir=out_dir,
+                             fixed_domains=list(fixed_domains) or None, **options)
+
+    write_artifact_dir(domain_stats.path, produce)
+    copy_file(os.path.join(domain_stats.path, "report.html"), summary.path)
+
+
+def component(image: str | None = None):
+    """The stats component running in ``image`` (default: ``$DWLREC_IMAGE`` or dwlrec:latest)."""
+    return dsl.component(stats, base_image=image or cpu_image(), install_kfp_package=False)

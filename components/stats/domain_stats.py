@@ -1,0 +1,334 @@
+"""Domain sparsity statistics on the train split (SPEC §4) and the stats step's outputs.
+
+Everything is computed with pyarrow joins/group-bys and numpy bincounts over (interaction, domain)
+rows: an interaction counts once in each distinct domain of its item (multi-label items).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from components.errors import ConfigError, InputError
+from components.io import atomic_dir, localize, write_json_atomic, write_parquet_atomic
+from components.schema import NO_DOMAIN, dataset_fingerprint, load_dataset
+from components.stats import weighting as W
+
+log = logging.getLogger(__name__)
+
+DOMAIN_STATS_FILE = "domain_stats.parquet"
+POWER_USERS_FILE = "power_users.parquet"
+
+POWER_USERS_SCHEMA = pa.schema(
+    [
+        pa.field("user_idx", pa.int32(), nullable=False),
+        pa.field("domain", pa.string(), nullable=False),
+        pa.field("share", pa.float64(), nullable=False),
+    ]
+)
+
+
+@dataclass
+class StatsConfig:
+    """Parameters of the stats step; the scheme parameters are recorded in weights.json."""
+
+    power_thresholds: tuple[float, ...] = (0.5, 0.2)
+    fixed_domains: list[str] | None = None  # None → default_fixed_domains (the clearly sparse)
+    fixed_weight: float = 2.0
+    gamma: float = 0.5
+    w_min: float = 0.5
+    w_max: float = 5.0
+    beta: float = 0.9
+    target: str = "inverse"
+    lambdas: tuple[float, float, float] = (0.6, 0.3, 0.1)
+    alpha: float = 0.5
+    agg: str = "mean"
+
+    def validate(self) -> None:
+        if not self.power_thresholds:
+            raise ConfigError("--power-threshold: give at least one threshold")
+        bad = [t for t in self.power_thresholds if not 0 < t <= 1]
+        if bad:
+            raise ConfigError(f"--power-threshold: values must be in (0, 1], got {bad}")
+        W.check_bounds(self.w_min, self.w_max)
+        if self.gamma < 0:
+            raise ConfigError(f"--gamma: must be >= 0, got {self.gamma}")
+        if not self.fixed_weight > 0:
+            raise ConfigError(f"--fixed-weight: must be > 0, got {self.fixed_weight}")
+        if not 0 <= self.beta < 1:
+            raise ConfigError(f"--beta: must be in [0, 1), got {self.beta}")
+        if self.target not in W.TARGETS:
+            raise ConfigError(f"--target: {self.target!r} is not one of {list(W.TARGETS)}")
+        if self.agg not in W.AGGS:
+            raise ConfigError(f"--agg: {self.agg!r} is not one of {list(W.AGGS)}")
+        if len(self.lambdas) != 3 or min(self.lambdas) < 0 or sum(self.lambdas) <= 0:
+            raise ConfigError(f"--lambdas: need 3 values >= 0, positive sum; got {self.lambdas}")
+        if self.alpha < 0:
+            raise ConfigError(f"--alpha: must be >= 0, got {self.alpha}")
+
+
+def _item_domain_pairs(items: pa.Table, domain_names: list[str]) -> pa.Table:
+    """(item_idx, domain code) once per distinct domain of each item; no domain → '(none)'."""
+    domains = items.column("domains")
+    empty = pc.equal(pc.list_value_length(domains), 0)
+    if pc.any(empty).as_py():
+        domains = pc.if_else(empty, pa.scalar([NO_DOMAIN], pa.list_(pa.string())), domains)
+    flat = pc.list_flatten(domains)
+    parent = pc.list_parent_indices(domains)
+    pairs = pa.table(
+        {
+            "item_idx": pc.take(items.column("item_idx"), parent),
+            "domain": pc.cast(pc.index_in(flat, value_set=pa.array(domain_names)), pa.int32()),
+        }
+    )
+    return pairs.group_by(["item_idx", "domain"]).aggregate([])  # distinct pairs
+
+
+def _catalogue_domains(items: pa.Table) -> list[str]:
+    domains = items.column("domains")
+    names = set(pc.unique(pc.list_flatten(domains)).to_pylist())
+    if pc.any(pc.equal(pc.list_value_length(domains), 0)).as_py():
+        names.add(NO_DOMAIN)
+    return sorted(names)
+
+
+def domain_statistics(dataset, power_thresholds=(0.5, 0.2)) -> tuple[dict, pa.Table]:
+    """Per-domain statistics of the train split (domains in name order) and the power users.
+
+    Returns ({"domains", "n", "u", "i", "share", "idf", "user_ratio", "entropy",
+    "power_users": {θ: counts}, "n_train_interactions", "n_train_users"}, power_users table with
+    share ≥ min(θ)). Arrays are aligned with "domains".
+    """
+    domains = _catalogue_domains(dataset.items)
+    n_domains = len(domains)
+    interactions = dataset.interactions
+    train = interactions.filter(pc.equal(interactions.column("split"), "train"))
+    train = train.select(["user_idx", "item_idx"])
+    if train.num_rows == 0:
+        raise InputError(f"{dataset.path}/interactions.parquet: no train-split interactions")
+
+    pairs = _item_domain_pairs(dataset.items, domains)
+    rows = train.join(pairs, keys="item_idx", join_type="inner")  # one row per (interaction, d)
+    domain_col = rows.column("domain").to_numpy()
+    n = np.bincount(domain_col, minlength=n_domains).astype(np.int64)
+
+    # users per domain and each user's share of train interactions in the domain
+    per_user = rows.group_by(["user_idx", "domain"]).aggregate([("item_idx", "count")])
+    pu_user = per_user.column("user_idx").to_numpy().astype(np.int64)
+    pu_domain = per_user.column("domain").to_numpy()
+    pu_count = per_user.column("item_idx_count").to_numpy()
+    user_totals = np.bincount(train.column("user_idx").to_numpy())  # train interactions per user
+    share = pu_count / user_totals[pu_user]
+    u = np.bincount(pu_domain, minlength=n_domains).astype(np.int64)
+    n_train_users = int(np.count_nonzero(user_totals))
+
+    # items per domain and the normalised entropy of interactions over the domain's items
+    per_item = rows.group_by(["item_idx", "domain"]).aggregate([("user_idx", "count")])
+    pi_domain = per_item.column("domain").to_numpy()
+    pi_count = per_item.column("user_idx_count").to_numpy().astype(np.float64)
+    i = np.bincount(pi_domain, minlength=n_domains).astype(np.int64)
+    p_item = pi_count / n[pi_domain]
+    h = np.bincount(pi_domain, weights=-p_item * np.log(p_item), minlength=n_domains)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = np.where(i > 1, h / np.log(np.maximum(i, 2)), 0.0)
+    entropy = np.where(n > 0, entropy, np.nan)
+
+    total = int(n.sum())
+    power = {t: np.bincount(pu_domain[share >= t], minlength=n_domains).astype(np.int64)
+             for t in power_thresholds}
+    keep = share >= min(power_thresholds)
+    power_users = pa.table(
+        {
+            "user_idx": pa.array(pu_user[keep], pa.int32()),
+            "domain": pa.array(np.array(domains, dtype=object)[pu_domain[keep]], pa.string()),
+            "share": pa.array(share[keep], pa.float64()),
+        },
+        schema=POWER_USERS_SCHEMA,
+    ).sort_by([("domain", "ascending"), ("user_idx", "ascending")])
+    stats = {
+        "domains": domains,
+        "n": n,
+        "u": u,
+        "i": i,
+        "share": n / total,
+        "idf": W.idf_from_counts(n),
+        "user_ratio": u / n_train_users,
+        "entropy": entropy,
+        "power_users": power,
+        "n_train_interactions": train.num_rows,
+        "n_train_users": n_train_users,
+    }
+    return stats, power_users
+
+
+def scheme_targets(stats: dict, config: StatsConfig) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Target weights of every scheme (aligned with stats['domains']) and the fixed domains."""
+    domains, n = stats["domains"], stats["n"]
+    if config.fixed_domains:
+        fixed_domains = sorted(dict.fromkeys(config.fixed_domains))
+    else:
+        fixed_domains = W.default_fixed_domains(domains, n)
+    active = n > 0
+    targets = {
+        "fixed": W.fixed_weights(domains, fixed_domains, config.fixed_weight),
+        "inverse": W.inverse_weights(stats["share"], config.gamma, config.w_min, config.w_max),
+        "composite": W.composite_weights(
+            stats["idf"], stats["user_ratio"], stats["entropy"], config.lambdas, config.alpha,
+            config.w_min, config.w_max, active=active,
+        ),
+    }
+    targets["dynamic"] = targets[config.target]
+    return targets, fixed_domains
+
+
+def sparsity_order(stats: dict) -> np.ndarray:
+    """Domain positions sorted sparsest → densest (n_d ascending, then name)."""
+    return np.array(sorted(range(len(stats["domains"])),
+                           key=lambda k: (stats["n"][k], stats["domains"][k])), dtype=np.int64)
+
+
+def _stats_table(stats: dict, targets: dict, order: np.ndarray, thresholds) -> pa.Table:
+    def column(values, dtype):
+        values = np.asarray(values)[order]
+        if dtype == pa.float64():
+            values = values.astype(np.float64)
+            return pa.array(values, dtype, mask=~np.isfinite(values))
+        return pa.array(values, dtype)
+
+    columns = {
+        "domain": pa.array([stats["domains"][k] for k in order], pa.string()),
+        "n_d": column(stats["n"], pa.int64()),
+        "u_d": column(stats["u"], pa.int64()),
+        "i_d": column(stats["i"], pa.int64()),
+        "p_d": column(stats["share"], pa.float64()),
+        "idf_d": column(stats["idf"], pa.float64()),
+        "user_ratio": column(stats["user_ratio"], pa.float64()),
+        "entropy": column(stats["entropy"], pa.float64()),
+    }
+    for t in thresholds:
+        columns[f"power_users_{t:g}"] = column(stats["power_users"][t], pa.int64())
+    for scheme in ("fixed", "inverse", "composite", "dynamic"):
+        name = "weight_dynamic_target" if scheme == "dynamic" else f"weight_{scheme}"
+        columns[name] = column(targets[scheme], pa.float64())
+    columns["no_train_interactions"] = pa.array(stats["n"][order] == 0, pa.bool_())
+    return pa.table(columns)
+
+
+def _clean(value):
+    """JSON-safe floats (NaN/inf → None)."""
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _weights_document(dataset, stats, targets, order, config, fixed_domains, fixed_default):
+    ordered = [stats["domains"][k] for k in order]
+    pos = {d: k for k, d in enumerate(stats["domains"])}
+    params = {
+        "fixed_domains": fixed_domains,
+        "fixed_domains_rule": (
+            "given" if not fixed_default else
+            f"default: domains with share < {W.FIXED_DEFAULT_SHARE_FRACTION:g}/|D|, "
+            f"else the sparsest"
+        ),
+        "fixed_weight": config.fixed_weight,
+        "gamma": config.gamma,
+        "w_min": config.w_min,
+        "w_max": config.w_max,
+        "beta": config.beta,
+        "target": config.target,
+        "lambdas": list(config.lambdas),
+        "alpha": config.alpha,
+        "agg": config.agg,
+    }
+    return {
+        "version": W.WEIGHTS_VERSION,
+        "dataset": dataset_fingerprint(dataset),
+        "domains": ordered,
+        "params": params,
+        "targets": {
+            scheme: {d: float(targets[scheme][pos[d]]) for d in ordered}
+            for scheme in ("fixed", "inverse", "composite", "dynamic")
+        },
+        "domain_counts": {d: int(stats["n"][pos[d]]) for d in ordered},
+        "domain_stats": {
+            d: {
+                "n": int(stats["n"][pos[d]]),
+                "users": int(stats["u"][pos[d]]),
+                "items": int(stats["i"][pos[d]]),
+                "share": _clean(stats["share"][pos[d]]),
+                "idf": _clean(stats["idf"][pos[d]]),
+                "user_ratio": _clean(stats["user_ratio"][pos[d]]),
+                "entropy": _clean(stats["entropy"][pos[d]]),
+            }
+            for d in ordered
+        },
+        "power_thresholds": list(config.power_thresholds),
+        "n_train_interactions": stats["n_train_interactions"],
+        "n_train_users": stats["n_train_users"],
+        "zero_train_domains": [d for d in ordered if stats["n"][pos[d]] == 0],
+    }
+
+
+def compute_stats(
+    dataset_dir,
+    output_dir,
+    power_thresholds=(0.5, 0.2),
+    fixed_domains=None,
+    fixed_weight: float = 2.0,
+    gamma: float = 0.5,
+    w_min: float = 0.5,
+    w_max: float = 5.0,
+    beta: float = 0.9,
+    target: str = "inverse",
+    lambdas=(0.6, 0.3, 0.1),
+    alpha: float = 0.5,
+    agg: str = "mean",
+) -> dict:
+    """Run the stats step: read an ingest output, write domain_stats.parquet, power_users.parquet,
+    weights.json, report.md/.html (+ the chart PNG) into ``output_dir`` atomically."""
+    from components.stats.report import write_reports
+
+    config = StatsConfig(
+        power_thresholds=tuple(sorted({float(t) for t in power_thresholds}, reverse=True)),
+        fixed_domains=list(fixed_domains) if fixed_domains else None,
+        fixed_weight=float(fixed_weight), gamma=float(gamma), w_min=float(w_min),
+        w_max=float(w_max), beta=float(beta), target=target,
+        lambdas=tuple(float(x) for x in lambdas), alpha=float(alpha), agg=agg,
+    )
+    config.validate()
+    dataset = load_dataset(localize(str(dataset_dir)))
+    log.info("stats: %s (%d items, %d interactions)", dataset.path, dataset.n_items,
+             dataset.interactions.num_rows)
+    stats, power_users = domain_statistics(dataset, config.power_thresholds)
+    targets, chosen_fixed = scheme_targets(stats, config)
+    order = sparsity_order(stats)
+    table = _stats_table(stats, targets, order, config.power_thresholds)
+    document = _weights_document(dataset, stats, targets, order, config, chosen_fixed,
+                                 fixed_default=not config.fixed_domains)
+    zero = document["zero_train_domains"]
+    if zero:
+        log.warning("stats: domain(s) %s have no train interactions: weight 1, excluded", zero)
+
+    with atomic_dir(output_dir) as staging:
+        write_parquet_atomic(table, staging / DOMAIN_STATS_FILE)
+        write_parquet_atomic(power_users, staging / POWER_USERS_FILE)
+        write_json_atomic(staging / W.WEIGHTS_FILE, document)
+        write_reports(staging, table, document)
+    log.info("stats: wrote %s", output_dir)
+    return {
+        "output": str(Path(output_dir)),
+        "n_domains": len(stats["domains"]),
+        "n_train_interactions": stats["n_train_interactions"],
+        "n_train_users": stats["n_train_users"],
+        "sparsest": document["domains"][:3],
+        "densest": document["domains"][-3:],
+        "fixed_domains": chosen_fixed,
+        "zero_train_domains": zero,
+        "power_users": int(power_users.num_rows),
+        "params": document["params"],
+    }

@@ -1,0 +1,179 @@
+"""The stats step's human-readable summary: report.md, report.html and the bar chart.
+
+The chart (matplotlib, Agg backend) shows each domain's share of train interactions next to the
+target weight of each scheme, sparsest domain on top, so a reader sees at a glance which domains
+get boosted. The HTML embeds it as inline SVG (one self-contained file, a KFP HTML artifact);
+the Markdown links the PNG written beside it.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from pathlib import Path
+
+import pyarrow as pa
+
+from components.io import write_text_atomic
+
+CHART_PNG = "domain_weights.png"
+MAX_CHART_DOMAINS = 60  # beyond this the chart shows the 30 sparsest and 30 densest
+WEIGHT_COLUMNS = (("weight_inverse", "inverse"), ("weight_composite", "composite"),
+                  ("weight_fixed", "fixed"))
+
+
+def _chart_rows(rows: list[dict]) -> tuple[list[dict], bool]:
+    if len(rows) <= MAX_CHART_DOMAINS:
+        return rows, False
+    half = MAX_CHART_DOMAINS // 2
+    return rows[:half] + rows[-half:], True
+
+
+def render_chart(rows: list[dict]):
+    """A matplotlib figure: shares (left) and scheme weights (right), sparsest domain on top."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows, _ = _chart_rows(rows)
+    names = [r["domain"] for r in rows]
+    y = np.arange(len(rows))
+    fig, (ax_share, ax_weight) = plt.subplots(
+        1, 2, figsize=(11, 1.5 + 0.32 * len(rows)), sharey=True,
+        gridspec_kw={"width_ratios": [1, 1.4]},
+    )
+    ax_share.barh(y, [100 * (r["p_d"] or 0.0) for r in rows], color="#7f7f7f")
+    ax_share.set_xlabel("share of train interactions p_d (%)")
+    ax_share.set_yticks(y, names)
+    ax_share.invert_yaxis()  # sparsest first, on top
+    height = 0.8 / len(WEIGHT_COLUMNS)
+    colours = ("#d62728", "#1f77b4", "#2ca02c")
+    for k, ((column, label), colour) in enumerate(zip(WEIGHT_COLUMNS, colours, strict=True)):
+        ax_weight.barh(y - 0.4 + height * (k + 0.5), [r[column] for r in rows], height=height,
+                       color=colour, label=label)
+    ax_weight.axvline(1.0, color="black", linewidth=0.8, linestyle="--")
+    ax_weight.set_xlabel("target weight w_d (1 = unweighted)")
+    ax_weight.legend(loc="lower right", fontsize="small")
+    fig.suptitle("Domains, sparsest on top: share of interactions and weight per scheme")
+    fig.tight_layout()
+    return fig
+
+
+def _figure_bytes(fig, fmt: str) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    # fixed hash salt and no date: the same stats give the same bytes
+    with plt.rc_context({"svg.hashsalt": "dwlrec", "svg.fonttype": "none"}):
+        fig.savefig(buffer, format=fmt, dpi=110, metadata={"Date": None} if fmt == "svg" else {})
+    return buffer.getvalue()
+
+
+def _fmt(value, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _table_columns(table: pa.Table) -> list[tuple[str, str, str]]:
+    """(column, header, format) of the summary table."""
+    columns = [("domain", "domain", "s"), ("n_d", "n_d", ",d"), ("p_d", "p_d %", ".2%"),
+               ("u_d", "users", ",d"), ("i_d", "items", ",d"), ("idf_d", "IDF", ".2f"),
+               ("user_ratio", "user ratio", ".3f"), ("entropy", "H", ".3f")]
+    columns += [(c, c.replace("power_users_", "power θ="), ",d")
+                for c in table.column_names if c.startswith("power_users_")]
+    columns += [("weight_fixed", "w fixed", ".2f"), ("weight_inverse", "w inverse", ".3f"),
+                ("weight_composite", "w composite", ".3f")]
+    return columns
+
+
+def _cell(row: dict, column: str, spec: str) -> str:
+    value = row[column]
+    if column == "domain":
+        return str(value) + (" (no train data)" if row["no_train_interactions"] else "")
+    return _fmt(value, spec)
+
+
+def _summary_lines(document: dict, truncated: bool) -> list[str]:
+    params = document["params"]
+    lines = [
+        f"Train split: {document['n_train_interactions']:,} interactions, "
+        f"{document['n_train_users']:,} users, {len(document['domains'])} domains. "
+        "An interaction counts once in each domain of its item.",
+        f"Schemes: inverse (γ={params['gamma']:g}, clip [{params['w_min']:g}, "
+        f"{params['w_max']:g}], interaction-weighted mean 1); composite (λ={params['lambdas']}, "
+        f"α={params['alpha']:g}); fixed (w={params['fixed_weight']:g} on "
+        f"{', '.join(params['fixed_domains']) or 'no domain'}; {params['fixed_domains_rule']}). "
+        f"dynamic moves from 1.0 toward the {params['target']} target (β={params['beta']:g}).",
+    ]
+    if document["zero_train_domains"]:
+        lines.append(
+            f"Domains without train interactions (weight 1, excluded from every target): "
+            f"{', '.join(document['zero_train_domains'])}."
+        )
+    if truncated:
+        lines.append(f"The chart shows the {MAX_CHART_DOMAINS // 2} sparsest and densest domains.")
+    return lines
+
+
+def markdown_report(table: pa.Table, document: dict, chart_name: str = CHART_PNG) -> str:
+    rows = table.to_pylist()
+    columns = _table_columns(table)
+    lines = ["# Domain sparsity statistics", "", *_summary_lines(document, len(rows) >
+                                                                 MAX_CHART_DOMAINS), ""]
+    lines += [f"![share and weight per domain]({chart_name})", "",
+              "Domains sorted from sparsest to densest:", ""]
+    lines.append("| " + " | ".join(h for _, h, _ in columns) + " |")
+    lines.append("|" + "|".join("---" if c == "domain" else "---:" for c, _, _ in columns) + "|")
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row, c, f) for c, _, f in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def html_report(table: pa.Table, document: dict, svg: str) -> str:
+    rows = table.to_pylist()
+    columns = _table_columns(table)
+    svg = svg[svg.index("<svg"):]  # drop the XML prolog: inline SVG inside HTML
+    head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in columns)
+    body = "\n".join(
+        "<tr>" + "".join(f"<td>{html.escape(_cell(row, c, f))}</td>" for c, _, f in columns)
+        + "</tr>"
+        for row in rows
+    )
+    summary = "".join(f"<p>{html.escape(line)}</p>" for line in
+                      _summary_lines(document, len(rows) > MAX_CHART_DOMAINS))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>dwlrec domain statistics</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+figure svg {{ max-width: 100%; height: auto; }}
+</style></head>
+<body>
+<h1>Domain sparsity statistics</h1>
+{summary}
+<figure>{svg}<figcaption>Share of train interactions and target weight per scheme; sparsest
+domain on top; dashed line = weight 1.</figcaption></figure>
+<h2>Domains, sparsest to densest</h2>
+<table><thead><tr>{head}</tr></thead>
+<tbody>
+{body}
+</tbody></table>
+</body></html>
+"""
+
+
+def write_reports(directory: Path, table: pa.Table, document: dict) -> None:
+    """Write report.md, report.html and the chart PNG into ``directory``."""
+    import matplotlib.pyplot as plt
+
+    fig = render_chart(table.to_pylist())
+    try:
+        svg = _figure_bytes(fig, "svg").decode("utf-8")
+        (directory / CHART_PNG).write_bytes(_figure_bytes(fig, "png"))
+    finally:
+        plt.close(fig)
+    write_text_atomic(directory / "report.md", markdown_report(table, document))
+    write_text_atomic(directory / "report.html", html_report(table, document, svg))

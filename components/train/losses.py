@@ -1,0 +1,208 @@
+"""Next-item losses (SPEC §6). Each returns a PER-EXAMPLE loss [N] so domain weights ω can scale it.
+
+Inputs everywhere: ``states`` [N, d] (the user state at each non-padded position), ``targets`` [N]
+(the next item there, 1..n_items) and ``item_embeddings`` [n_items + 1, d] (row 0 = padding,
+never a candidate). The batch loss is ``weighted_mean``: Σ ω·ℓ / N, so ω = 1 is the plain mean.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from components.errors import ConfigError
+
+LOSSES = ("ce", "sampled", "bce", "gbce", "mml")
+
+
+def weighted_mean(per_example: torch.Tensor, omega: torch.Tensor, count: int | float) -> torch.Tensor:
+    """Σ ω·ℓ / count (SPEC §5). ``count`` = number of examples (global, under DDP)."""
+    return (omega * per_example).sum() / count
+
+
+# ---- ce: full softmax over the catalogue, in (row, item) chunks so memory stays bounded ----
+
+
+def _blocks(n_rows: int, n_cols: int, max_logits: int):
+    cols = max(1, min(n_cols, max_logits))
+    rows = max(1, max_logits // cols)
+    for r in range(0, n_rows, rows):
+        for c in range(0, n_cols, cols):
+            yield slice(r, r + rows), slice(c, c + cols)
+
+
+class _ChunkedLogSumExp(torch.autograd.Function):
+    """logsumexp_j(states @ items.T) per row without ever holding the [N, n_items] matrix.
+
+    The backward pass recomputes each chunk's softmax instead of storing it.
+    """
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda")
+    def forward(ctx, states, items, max_logits):
+        acc = torch.float64 if states.dtype == torch.float64 else torch.float32
+        lse = torch.full((states.shape[0],), -math.inf, dtype=acc, device=states.device)
+        for rows, cols in _blocks(states.shape[0], items.shape[0], max_logits):
+            logits = (states[rows] @ items[cols].T).to(acc)  # [r, c]
+            lse[rows] = torch.logaddexp(lse[rows], logits.logsumexp(dim=1))
+        ctx.save_for_backward(states, items, lse)
+        ctx.max_logits = max_logits
+        return lse
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx, grad_lse):
+        states, items, lse = ctx.saved_tensors
+        grad_states = torch.zeros_like(states, dtype=lse.dtype)
+        grad_items = torch.zeros_like(items, dtype=lse.dtype)
+        for rows, cols in _blocks(states.shape[0], items.shape[0], ctx.max_logits):
+            logits = (states[rows] @ items[cols].T).to(lse.dtype)  # [r, c]
+            # d lse / d logits = softmax; scaled by the incoming gradient of each row
+            p = torch.exp(logits - lse[rows, None]) * grad_lse[rows, None].to(lse.dtype)
+            grad_states[rows] += p.to(items.dtype) @ items[cols]
+            grad_items[cols] += p.T.to(states.dtype) @ states[rows]
+        return grad_states.to(states.dtype), grad_items.to(items.dtype), None
+
+
+def full_ce(states, targets, item_embeddings, max_logits: int = 1 << 22) -> torch.Tensor:
+    """Cross-entropy over all items 1..n_items: logsumexp_j s_j - s_target. [N]."""
+    lse = _ChunkedLogSumExp.apply(states, item_embeddings[1:], max_logits)  # [N]
+    target_logits = (states * item_embeddings[targets]).sum(dim=-1)  # [N]
+    return lse - target_logits.to(lse.dtype)
+
+
+# ---- sampled softmax with log-Q correction (in-batch + uniform negatives) ----
+
+
+def sampled_softmax(
+    states, targets, item_embeddings, negatives, item_probs, temperature: float = 1.0
+) -> torch.Tensor:
+    """Candidates = the distinct targets of the batch + ``negatives`` [R] uniform items.
+
+    logit = ⟨h, e⟩/τ − log Q(item), Q(item) = the expected number of times the item is a
+    candidate: P(item among the N in-batch targets) + R/n_items, with in-batch items drawn by
+    their train frequency ``item_probs`` [n_items + 1]. A candidate equal to the target other
+    than the target's own column (an accidental hit) is masked out. Returns [N].
+    """
+    n_items = item_embeddings.shape[0] - 1
+    in_batch = torch.unique(targets)  # [U], sorted
+    candidates = torch.cat([in_batch, negatives])  # [C]
+    p = item_probs[candidates].to(torch.float64)
+    expected = -torch.expm1(len(targets) * torch.log1p(-p.clamp(max=1 - 1e-12)))
+    log_q = torch.log(expected + len(negatives) / n_items)  # [C]
+
+    logits = states @ item_embeddings[candidates].T / temperature  # [N, C]
+    logits = logits - log_q.to(logits.dtype)
+    rows = torch.arange(len(targets), device=targets.device)
+    target_col = torch.searchsorted(in_batch, targets)  # [N]
+    hit = candidates[None, :] == targets[:, None]  # [N, C]
+    hit[rows, target_col] = False
+    logits = logits.masked_fill(hit, -math.inf)
+    return logits.logsumexp(dim=1) - logits[rows, target_col]
+
+
+# ---- binary losses with sampled negatives ----
+
+
+def _pair_logits(states, item_embeddings, items):
+    """states [N, d], items [N, k] → ⟨h_n, e_items[n, j]⟩ [N, k]."""
+    return torch.einsum("nd,nkd->nk", states, item_embeddings[items])
+
+
+def bce(states, targets, item_embeddings, negatives) -> torch.Tensor:
+    """SASRec: −log σ(s⁺) − log(1 − σ(s⁻)), one negative per position (negatives [N, 1])."""
+    return gbce(states, targets, item_embeddings, negatives, t=None)
+
+
+def gbce_beta(k: int, n_items: int, t: float) -> float:
+    """gSASRec calibration: β = α(t(1 − 1/α) + 1/α), α = k / (n_items − 1)."""
+    alpha = k / max(n_items - 1, 1)
+    return alpha * (t * (1 - 1 / alpha) + 1 / alpha)
+
+
+def gbce(states, targets, item_embeddings, negatives, t: float | None = 0.75) -> torch.Tensor:
+    """gSASRec: −β·log σ(s⁺) − Σ_k log(1 − σ(s⁻_k)), negatives [N, k]; t=None → β = 1 (BCE).
+
+    A negative equal to the target is an accidental hit and contributes nothing.
+    """
+    n_items = item_embeddings.shape[0] - 1
+    beta = 1.0 if t is None else gbce_beta(negatives.shape[1], n_items, t)
+    pos = (states * item_embeddings[targets]).sum(dim=-1)  # [N]
+    neg = _pair_logits(states, item_embeddings, negatives)  # [N, k]
+    real = (negatives != targets[:, None]).to(neg.dtype)
+    # −log σ(x) = softplus(−x); −log(1 − σ(x)) = softplus(x)
+    return beta * F.softplus(-pos) + (F.softplus(neg) * real).sum(dim=-1)
+
+
+def mml(
+    states, targets, item_embeddings, negatives, margins=(0.0, 0.3, 0.6), margin_weights=(1.0, 1.0, 1.0)
+) -> torch.Tensor:
+    """Multi-margin loss on cosine scores: ReLU(1 − cos⁺) + Σ_m w_m · mean_k ReLU(cos⁻_k − m)."""
+    h = F.normalize(states, dim=-1)
+    e = F.normalize(item_embeddings, dim=-1)
+    cos_pos = (h * e[targets]).sum(dim=-1)  # [N]
+    cos_neg = _pair_logits(h, e, negatives)  # [N, k]
+    real = (negatives != targets[:, None]).to(cos_neg.dtype)
+    n_real = real.sum(dim=-1).clamp(min=1)
+    loss = F.relu(1 - cos_pos)
+    for margin, weight in zip(margins, margin_weights, strict=True):
+        loss = loss + weight * (F.relu(cos_neg - margin) * real).sum(dim=-1) / n_real
+    return loss
+
+
+@dataclass
+class LossFunction:
+    """The configured base loss: (states, targets, item_embeddings) → per-example loss [N].
+
+    Draws its negatives from torch's global RNG (seeded and checkpointed by the trainer).
+    """
+
+    name: str
+    n_items: int
+    negatives: int = 128  # R for sampled, k for gbce/mml (bce always uses 1)
+    temperature: float = 1.0  # sampled
+    gbce_t: float = 0.75
+    mml_margins: tuple[float, ...] = (0.0, 0.3, 0.6)
+    mml_weights: tuple[float, ...] = (1.0, 1.0, 1.0)
+    item_probs: torch.Tensor | None = None  # [n_items + 1] train frequencies (sampled only)
+    max_logits: int = 1 << 22  # ce chunk size, in logits
+
+    def __post_init__(self) -> None:
+        if self.name not in LOSSES:
+            raise ConfigError(f"--loss: unknown loss {self.name!r}; choose one of {list(LOSSES)}")
+        if self.negatives < 1:
+            raise ConfigError(f"--negatives must be >= 1, got {self.negatives}")
+        if self.temperature <= 0:
+            raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
+        if not 0.0 <= self.gbce_t <= 1.0:
+            raise ConfigError(f"--gbce-t must be in [0, 1], got {self.gbce_t}")
+        if len(self.mml_margins) != len(self.mml_weights):
+            raise ConfigError("--mml-margins and --mml-weights must have the same length")
+
+    def __call__(self, states, targets, item_embeddings) -> torch.Tensor:
+        device = states.device
+        if self.name == "ce":
+            return full_ce(states, targets, item_embeddings, self.max_logits)
+        if self.name == "sampled":
+            negatives = torch.randint(1, self.n_items + 1, (self.negatives,), device=device)
+            return sampled_softmax(
+                states, targets, item_embeddings, negatives, self.item_probs, self.temperature
+            )
+        k = 1 if self.name == "bce" else self.negatives
+        negatives = torch.randint(1, self.n_items + 1, (len(targets), k), device=device)
+        if self.name == "bce":
+            return bce(states, targets, item_embeddings, negatives)
+        if self.name == "gbce":
+            return gbce(states, targets, item_embeddings, negatives, self.gbce_t)
+        return mml(states, targets, item_embeddings, negatives, self.mml_margins, self.mml_weights)
+
+
+def train_item_probs(train_item_idx: np.ndarray, n_items: int) -> torch.Tensor:
+    """Item frequencies in the train split, [n_items + 1] float64 (row 0 = 0): Q for `sampled`."""
+    counts = np.bincount(train_item_idx, minlength=n_items + 1).astype(np.float64)
+    counts[0] = 0.0
+    return torch.from_numpy(counts / max(counts.sum(), 1.0))

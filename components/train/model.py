@@ -1,0 +1,177 @@
+"""The sequential recommender (SPEC §6): a causal transformer over a user's item sequence.
+
+SASRec / PinnerFormer style: item embedding (row 0 = padding) + learned position embedding,
+PreNorm blocks (causal multi-head self-attention, GELU feed-forward), a final LayerNorm. The
+state h_t at position t scores every item i by h_t · e_i with the same (tied) item embeddings.
+
+Sequences are LEFT-padded with item 0, so the most recent item is always the last column and
+gets the last position embedding, in training and at inference alike.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from components.errors import ConfigError, InputError
+
+MODEL_FILE = "model.pt"
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class ModelConfig:
+    n_items: int  # catalogue size; item_idx runs 1..n_items, 0 is padding
+    max_len: int = 200  # longest input sequence (older items are cut off)
+    d_model: int = 64
+    n_blocks: int = 2
+    n_heads: int = 2
+    dropout: float = 0.2
+    ff_mult: int = 4  # feed-forward hidden size = ff_mult * d_model
+
+    def __post_init__(self) -> None:
+        checks = {
+            "n_items": self.n_items >= 1,
+            "max_len": self.max_len >= 1,
+            "d_model": self.d_model >= 1 and self.d_model % max(self.n_heads, 1) == 0,
+            "n_blocks": self.n_blocks >= 1,
+            "n_heads": self.n_heads >= 1,
+            "dropout": 0.0 <= self.dropout < 1.0,
+            "ff_mult": self.ff_mult >= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(
+                f"invalid model option(s) {bad} in {self} "
+                "(d_model must be a multiple of n_heads, 0 <= dropout < 1)"
+            )
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.dropout = cfg.dropout
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        B, L, d = x.shape
+        q, k, v = self.qkv(x).split(d, dim=2)  # each [B, L, d]
+        q, k, v = (t.view(B, L, self.n_heads, d // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(  # [B, heads, L, d/heads]
+            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out(y.transpose(1, 2).reshape(B, L, d))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.up = nn.Linear(cfg.d_model, cfg.ff_mult * cfg.d_model)
+        self.down = nn.Linear(cfg.ff_mult * cfg.d_model, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(self.drop(F.gelu(self.up(x))))
+
+
+class Block(nn.Module):
+    """PreNorm transformer block: x + attn(LN(x)), then x + ffn(LN(x))."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm_attn = nn.LayerNorm(cfg.d_model)
+        self.attn = SelfAttention(cfg)
+        self.norm_ff = nn.LayerNorm(cfg.d_model)
+        self.ff = FeedForward(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm_attn(x), allowed))
+        return x + self.drop(self.ff(self.norm_ff(x)))
+
+
+class SeqRecModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.item_embedding = nn.Embedding(cfg.n_items + 1, cfg.d_model, padding_idx=0)
+        self.position_embedding = nn.Embedding(cfg.max_len, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_blocks))
+        self.final_norm = nn.LayerNorm(cfg.d_model)
+        nn.init.normal_(self.item_embedding.weight, std=cfg.d_model**-0.5)
+        nn.init.normal_(self.position_embedding.weight, std=0.02)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+
+    def encode(self, item_seq: torch.Tensor) -> torch.Tensor:
+        """item_seq [B, L] (left-padded with 0, L <= max_len) → user states [B, L, d]."""
+        B, L = item_seq.shape
+        is_item = item_seq != 0  # [B, L]
+        # key j is visible from query i if j <= i and j is an item; a padded query sees itself
+        # only, so no attention row is empty (an empty row would give NaN); its output is unused.
+        causal = torch.ones(L, L, dtype=torch.bool, device=item_seq.device).tril()  # [L, L]
+        allowed = causal & is_item[:, None, :]  # [B, L, L]
+        allowed = allowed | torch.eye(L, dtype=torch.bool, device=item_seq.device)
+        allowed = allowed[:, None]  # [B, 1, L, L], broadcast over heads
+
+        positions = torch.arange(self.cfg.max_len - L, self.cfg.max_len, device=item_seq.device)
+        x = self.item_embedding(item_seq) * self.cfg.d_model**0.5  # [B, L, d]
+        x = self.drop(x + self.position_embedding(positions))  # [B, L, d]
+        keep = is_item[..., None].to(x.dtype)  # [B, L, 1]
+        x = x * keep
+        for block in self.blocks:
+            x = block(x, allowed) * keep  # padded positions stay exactly 0
+        return self.final_norm(x)  # [B, L, d]
+
+    def forward(self, item_seq: torch.Tensor) -> torch.Tensor:
+        """Same as ``encode`` (so DDP and torch.compile wrap it)."""
+        return self.encode(item_seq)
+
+    def item_embeddings(self) -> torch.Tensor:
+        """[n_items + 1, d]; row 0 is padding. Scores are states @ item_embeddings().T."""
+        return self.item_embedding.weight
+
+    def last_state(self, prefix: torch.Tensor) -> torch.Tensor:
+        """prefix [B, L] (left-padded, most recent item last) → state after it [B, d]."""
+        prefix = prefix[:, -self.cfg.max_len :]
+        return self.encode(prefix)[:, -1, :]
+
+
+def load_model(model_dir: str | Path, device: str = "cpu") -> tuple[SeqRecModel, dict]:
+    """Rebuild the trained model from a train step output dir (model.pt + config.json).
+
+    Returns (model in eval mode on ``device``, the full config.json dict).
+    """
+    model_dir = Path(model_dir)
+    for name in (MODEL_FILE, CONFIG_FILE):
+        if not (model_dir / name).exists():
+            raise InputError(f"{model_dir}: not a train step output, missing {name}")
+    try:
+        config = json.loads((model_dir / CONFIG_FILE).read_text())
+        model_cfg = ModelConfig.from_dict(config["model"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(f"{model_dir / CONFIG_FILE}: unreadable model config ({exc})") from exc
+    model = SeqRecModel(model_cfg)
+    state = torch.load(model_dir / MODEL_FILE, map_location=device, weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise InputError(f"{model_dir / MODEL_FILE}: does not match config.json ({exc})") from exc
+    return model.to(device).eval(), config
+
+
+def model_config_dict(cfg: ModelConfig) -> dict:
+    return asdict(cfg)

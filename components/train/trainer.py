@@ -1,0 +1,477 @@
+"""The train step (SPEC §6): fit the model with a (domain-weighted) next-item loss.
+
+``train(dataset_dir, weights_path, output_dir, **options)`` reads an ingest output and a stats
+step's weights.json and writes the Model artifact dir:
+
+    model.pt               state dict of the best epoch by validation NDCG@10 (full ranking)
+    config.json            ModelConfig, TrainConfig, dataset fingerprint, epochs run, best epoch
+    weights_history.json   the domain weights after every update (initial weights first)
+    train_log.jsonl        one JSON line per epoch
+    checkpoints/last.pt    model, optimiser, scheduler, RNG and weighter state: for --resume
+    checkpoints/best.pt    the best model's state dict so far
+
+Under torchrun (WORLD_SIZE > 1) every process builds the same global batch, trains on its share
+and averages gradients with DDP (gloo on CPU, nccl on GPU); only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from components.errors import ConfigError, DwlrecError, InputError
+from components.evaluate.metrics import ndcg_at_k, ranks_from_embeddings, recall_at_k
+from components.io import atomic_file, library_versions, write_json_atomic, write_text_atomic
+from components.schema import dataset_fingerprint, load_dataset
+from components.sequences import UserSequences
+from components.stats.weighting import (
+    SCHEMES,
+    DomainWeighter,
+    WeightingConfig,
+    check_dataset,
+    load_weights,
+)
+from components.train.data import TrainWindows, epoch_batches, shard
+from components.train.losses import LOSSES, LossFunction, train_item_probs, weighted_mean
+from components.train.model import CONFIG_FILE, MODEL_FILE, ModelConfig, SeqRecModel
+
+log = logging.getLogger("dwlrec.train")
+
+LOG_FILE = "train_log.jsonl"
+HISTORY_FILE = "weights_history.json"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
+DEVICES = ("auto", "cpu", "cuda")
+DECAYS = ("none", "linear", "cosine")
+# options that may differ between a run and its --resume (everything else must match)
+RESUMABLE_CHANGES = {"epochs", "patience", "stop_after_epochs", "threads", "device", "compile",
+                     "progress", "val_batch_size"}
+
+
+class TrainingError(DwlrecError):
+    """Training failed (e.g. the loss became NaN/inf)."""
+
+
+@dataclass
+class TrainConfig:
+    """Every option of the train step except the model's (those are in ModelConfig)."""
+
+    scheme: str = "none"  # none | fixed | inverse | dynamic (SPEC §5)
+    loss: str = "ce"  # ce | sampled | bce | gbce | mml (SPEC §6)
+    epochs: int = 50
+    batch_size: int = 128  # users per optimiser step (global, across DDP processes)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    decay: str = "none"  # none | linear | cosine, to 0 at the last step of `epochs`
+    grad_clip: float = 1.0  # max gradient norm; 0 = off
+    patience: int = 5  # early stopping: epochs without a better val NDCG@10; 0 = off
+    seed: int = 0
+    negatives: int = 128  # R (sampled) or k (gbce, mml); bce uses 1
+    temperature: float = 1.0  # sampled softmax
+    gbce_t: float = 0.75
+    beta: float = 0.9  # dynamic: EMA factor
+    update_every_steps: int = 0  # dynamic: 0 = update at each epoch end
+    agg: str = "mean"  # ω of a multi-domain item: mean | max of its domains' weights
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
+    compile: bool = False  # torch.compile the model (CUDA)
+    val_batch_size: int = 1024
+    stop_after_epochs: int = 0  # stop this invocation after N epochs (resume later); 0 = off
+    progress: bool = True  # tqdm progress bar on rank 0
+
+    def validate(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise ConfigError(f"--scheme: unknown scheme {self.scheme!r}; choose one of {list(SCHEMES)}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"--loss: unknown loss {self.loss!r}; choose one of {list(LOSSES)}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"--device: {self.device!r} is not one of {list(DEVICES)}")
+        if self.decay not in DECAYS:
+            raise ConfigError(f"--decay: {self.decay!r} is not one of {list(DECAYS)}")
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                    "val_batch_size": self.val_batch_size}
+        for name, value in positive.items():
+            if not value > 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+        for name in ("warmup_steps", "grad_clip", "patience", "threads", "weight_decay",
+                     "stop_after_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0")
+
+
+def split_options(options: dict) -> tuple[TrainConfig, dict]:
+    """Keyword options → (TrainConfig, model options); unknown names are a ConfigError."""
+    train_names = {f.name for f in fields(TrainConfig)}
+    model_names = {f.name for f in fields(ModelConfig)} - {"n_items"}
+    unknown = sorted(set(options) - train_names - model_names)
+    if unknown:
+        raise ConfigError(f"train: unknown option(s) {unknown}")
+    cfg = TrainConfig(**{k: v for k, v in options.items() if k in train_names})
+    cfg.validate()
+    return cfg, {k: v for k, v in options.items() if k in model_names}
+
+
+# ---- devices and processes ----
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available (torch.cuda.is_available() "
+                          "is False); use --device cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(f"cuda:{local_rank}" if name == "cuda" else "cpu")
+
+
+@dataclass
+class Process:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_process(device_name: str) -> Process:
+    """Join the torchrun process group when WORLD_SIZE > 1 (or reuse an initialised one)."""
+    if dist.is_available() and dist.is_initialized():
+        return Process(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Process()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    uses_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
+    if uses_cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if uses_cuda else "gloo")
+    return Process(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def _broadcast(obj, proc: Process):
+    if proc.world_size == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor
+
+
+# ---- validation ----
+
+
+@torch.no_grad()
+def evaluate_split(model: SeqRecModel, seqs: UserSequences, split: str, device: torch.device,
+                   batch_size: int = 1024) -> dict:
+    """Full-ranking Recall@10 / NDCG@10 of ``split`` ('valid' or 'test') over every item."""
+    was_training = model.training
+    model.eval()
+    _, prefix, target = seqs.prefixes(split, model.cfg.max_len)
+    states = torch.cat([
+        model.last_state(torch.from_numpy(prefix[i : i + batch_size]).to(device)).float()
+        for i in range(0, len(prefix), batch_size)
+    ]) if len(prefix) else torch.zeros(0, model.cfg.d_model, device=device)
+    ranks = ranks_from_embeddings(
+        states, model.item_embeddings().float(), torch.from_numpy(target).to(device)
+    ).cpu().numpy()
+    model.train(was_training)
+    return {
+        "users": len(target),
+        "recall@10": float(recall_at_k(ranks, 10).mean()) if len(ranks) else 0.0,
+        "ndcg@10": float(ndcg_at_k(ranks, 10).mean()) if len(ranks) else 0.0,
+    }
+
+
+# ---- the schedule ----
+
+
+def lr_lambda(cfg: TrainConfig, total_steps: int):
+    def factor(step: int) -> float:
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.decay == "none":
+            return 1.0
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        if cfg.decay == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+# ---- checkpoints ----
+
+
+def _save(obj, path: Path) -> None:
+    with atomic_file(path, "wb") as handle:
+        torch.save(obj, handle)
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def _gather_rng(proc: Process) -> list:
+    if proc.world_size == 1:
+        return [_rng_state()]
+    states = [None] * proc.world_size
+    dist.all_gather_object(states, _rng_state())
+    return states
+
+
+def _run_identity(cfg: TrainConfig, model_cfg: ModelConfig, fingerprint: dict, weights_fp) -> dict:
+    """What a --resume must agree on with the checkpoint it resumes."""
+    train = {k: v for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES}
+    return {"train": train, "model": asdict(model_cfg), "dataset": fingerprint,
+            "weights": weights_fp}
+
+
+def _check_resumable(saved: dict, current: dict, path: Path) -> None:
+    diffs = {}
+    for section in current:
+        a, b = saved.get(section), current[section]
+        if isinstance(b, dict) and isinstance(a, dict):
+            for key in set(a) | set(b):
+                if a.get(key) != b.get(key):
+                    diffs[f"{section}.{key}"] = (a.get(key), b.get(key))
+        elif a != b:
+            diffs[section] = (a, b)
+    if diffs:
+        raise ConfigError(
+            f"{path}: cannot --resume, this run differs from the checkpoint (saved, now): {diffs}; "
+            "run without --resume to start over, or with another --output"
+        )
+
+
+# ---- the entry point ----
+
+
+def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **options) -> dict:
+    """Train one variant and write the Model artifact dir (see the module docstring).
+
+    ``options``: any TrainConfig field (scheme, loss, epochs, batch_size, lr, …, device) and any
+    ModelConfig field but n_items (max_len, d_model, n_blocks, n_heads, dropout, ff_mult).
+    ``weights_path`` may be None for scheme 'none'. Returns a summary dict.
+    """
+    cfg, model_options = split_options(options)
+    proc = init_process(cfg.device)
+    device = resolve_device(cfg.device, proc.local_rank)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+    # -- inputs: every check before anything is written --
+    dataset = load_dataset(dataset_dir)
+    fingerprint = dataset_fingerprint(dataset)
+    weighting = WeightingConfig(scheme=cfg.scheme, beta=cfg.beta,
+                                update_every_steps=cfg.update_every_steps, agg=cfg.agg)
+    weighting.validate()
+    if weights_path is None:
+        if cfg.scheme != "none":
+            raise ConfigError(f"--weights is required for --scheme {cfg.scheme}")
+        weights = None
+    else:
+        weights = load_weights(weights_path)
+        check_dataset(weights, fingerprint)  # e.g. another dataset's item count
+    weighter = DomainWeighter(weighting, weights, dataset.item_domains()) if weights else None
+    model_cfg = ModelConfig(n_items=dataset.n_items, **model_options)
+    seqs = UserSequences.from_interactions(dataset.interactions, dataset.n_items)
+    train_offsets, train_items = seqs.train_sequences()
+    windows = TrainWindows(train_offsets, train_items, model_cfg.max_len)
+    train_users = windows.users
+    if len(train_users) == 0:
+        raise InputError(f"{dataset.path}: no user has 2+ train interactions; nothing to train on")
+    loss_fn = LossFunction(
+        cfg.loss, dataset.n_items, negatives=cfg.negatives, temperature=cfg.temperature,
+        gbce_t=cfg.gbce_t, item_probs=train_item_probs(train_items, dataset.n_items).to(device),
+    )
+
+    # -- model, optimiser, schedule --
+    torch.manual_seed(cfg.seed)
+    model = SeqRecModel(model_cfg).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = sum(
+        1 for b in epoch_batches(train_users, cfg.batch_size, cfg.seed, 0) if len(b) >= proc.world_size
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(cfg, cfg.epochs * steps_per_epoch)
+    )
+    torch.manual_seed(cfg.seed + 1000 * proc.rank)  # per-process stream: dropout, negatives
+
+    out = Path(output_dir)
+    ckpt_dir = out / CHECKPOINT_DIR
+    identity = _run_identity(cfg, model_cfg, fingerprint, weights and weights.get("dataset"))
+    state = {"epoch": 0, "step": 0, "best_ndcg": -1.0, "best_epoch": 0, "bad_epochs": 0,
+             "log": [], "best_val": None}
+    last_path = ckpt_dir / LAST_CHECKPOINT
+    if resume and last_path.exists():
+        ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
+        _check_resumable(ckpt["identity"], identity, last_path)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if weighter is not None:
+            weighter.load_state_dict(ckpt["weighter"])
+        if len(ckpt["rng"]) == proc.world_size:
+            _set_rng_state(ckpt["rng"][proc.rank])
+        state = ckpt["state"]
+        if proc.is_main:
+            log.info("resuming from %s after epoch %d", last_path, state["epoch"])
+    elif resume and proc.is_main:
+        log.info("--resume: no checkpoint at %s, starting from scratch", last_path)
+    if proc.is_main and not (resume and last_path.exists()):
+        for name in (MODEL_FILE, CONFIG_FILE, HISTORY_FILE, LOG_FILE):
+            (out / name).unlink(missing_ok=True)  # never mix a new run with an old one's files
+        for name in (LAST_CHECKPOINT, BEST_CHECKPOINT):
+            (ckpt_dir / name).unlink(missing_ok=True)
+
+    if cfg.compile:
+        compiled = torch.compile(model)
+    else:
+        compiled = model
+    if proc.world_size > 1:
+        ddp_ids = [proc.local_rank] if device.type == "cuda" else None
+        compiled = torch.nn.parallel.DistributedDataParallel(compiled, device_ids=ddp_ids)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    # -- the epochs --
+    start_epoch = state["epoch"] + 1
+    end_epoch = cfg.epochs
+    if cfg.stop_after_epochs:
+        end_epoch = min(end_epoch, state["epoch"] + cfg.stop_after_epochs)
+    stopped_early = state["bad_epochs"] >= cfg.patience > 0
+    best_state = None
+    for epoch in range(start_epoch, end_epoch + 1):
+        if stopped_early:
+            break
+        model.train()
+        batches = [b for b in epoch_batches(train_users, cfg.batch_size, cfg.seed, epoch)
+                   if len(b) >= proc.world_size]
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        n_examples = n_sequences = 0
+        t0 = time.perf_counter()
+        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
+                   disable=not (cfg.progress and proc.is_main), mininterval=1.0)
+        for users in bar:
+            inputs_np, targets_np = windows.batch(users)  # the whole global batch
+            count = int((targets_np > 0).sum())
+            mine = shard(np.arange(len(users)), proc.rank, proc.world_size)
+            inputs = _to_device(inputs_np[mine], device)
+            targets = _to_device(targets_np[mine], device)
+            is_target = targets > 0
+            flat_targets = targets[is_target]  # [N_local]
+            with autocast:
+                states = compiled(inputs)[is_target]  # [N_local, d]
+                per_example = loss_fn(states, flat_targets, model.item_embeddings())
+                omega = (weighter.example_weights(flat_targets) if weighter is not None
+                         else torch.ones_like(per_example))
+                # Σω·ℓ / N over the GLOBAL batch; DDP averages gradients over processes
+                loss = weighted_mean(per_example.float(), omega.float(), count) * proc.world_size
+            batch_loss = loss.detach().double() / proc.world_size
+            if proc.world_size > 1:
+                dist.all_reduce(batch_loss)
+            if not torch.isfinite(batch_loss):
+                raise TrainingError(
+                    f"loss is {batch_loss.item()} at epoch {epoch}, step {state['step'] + 1} "
+                    f"(lr {scheduler.get_last_lr()[0]:.3g}); try a lower --lr or --grad-clip"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            state["step"] += 1
+            loss_sum += batch_loss.cpu() * count
+            n_examples += count
+            if weighter is not None:
+                weighter.observe(torch.from_numpy(targets_np))
+                weighter.step_end(epoch, state["step"])
+            n_sequences += len(users)
+            bar.set_postfix(refresh=False, loss=f"{batch_loss.item():.4f}",
+                            seq_s=f"{n_sequences / max(time.perf_counter() - t0, 1e-9):.0f}")
+        bar.close()
+        seconds = time.perf_counter() - t0
+        if weighter is not None:
+            weighter.epoch_end(epoch, state["step"])
+
+        val = evaluate_split(model, seqs, "valid", device, cfg.val_batch_size) if proc.is_main else None
+        val = _broadcast(val, proc)
+        improved = val["ndcg@10"] > state["best_ndcg"]
+        if improved:
+            state.update(best_ndcg=val["ndcg@10"], best_epoch=epoch, bad_epochs=0, best_val=val)
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            state["bad_epochs"] += 1
+        record = {
+            "epoch": epoch, "step": state["step"], "train_loss": float(loss_sum / max(n_examples, 1)),
+            "val_recall@10": val["recall@10"], "val_ndcg@10": val["ndcg@10"],
+            "seconds": round(seconds, 4), "sequences_per_s": round(n_sequences / seconds, 2),
+            "lr": scheduler.get_last_lr()[0],
+            "domain_weights": weighter.current_weights() if weighter is not None else {},
+        }
+        state["log"].append(record)
+        state["epoch"] = epoch
+        stopped_early = state["bad_epochs"] >= cfg.patience > 0
+        rng = _gather_rng(proc)
+        if proc.is_main:
+            log.info("%s", json.dumps(record))
+            write_text_atomic(out / LOG_FILE, "".join(json.dumps(r) + "\n" for r in state["log"]))
+            if improved:
+                _save(best_state, ckpt_dir / BEST_CHECKPOINT)
+            _save({"identity": identity, "model": model.state_dict(),
+                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                   "weighter": weighter.state_dict() if weighter is not None else None,
+                   "rng": rng, "state": state}, last_path)
+
+    # -- the Model artifact --
+    summary = {
+        "output": str(out), "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
+        "best_val": state["best_val"], "stopped_early": stopped_early, "steps": state["step"],
+        "scheme": cfg.scheme, "loss": cfg.loss, "device": str(device), "world_size": proc.world_size,
+    }
+    if proc.is_main:
+        if best_state is None:  # the best epoch was before this invocation (resume)
+            best_state = torch.load(ckpt_dir / BEST_CHECKPOINT, map_location="cpu", weights_only=True)
+        _save(best_state, out / MODEL_FILE)
+        write_json_atomic(out / HISTORY_FILE, weighter.history if weighter is not None else [])
+        write_json_atomic(out / CONFIG_FILE, {
+            "model": asdict(model_cfg), "train": asdict(cfg), "scheme": cfg.scheme,
+            "loss": cfg.loss, "seed": cfg.seed, "dataset": fingerprint,
+            "weights_file": None if weights_path is None else str(weights_path),
+            "weighting": weighter.params if weighter is not None else None,
+            "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
+            "best_val": state["best_val"], "stopped_early": stopped_early,
+            "world_size": proc.world_size, "device": str(device),
+            "library_versions": library_versions(),
+        })
+    if proc.world_size > 1:
+        dist.barrier()
+    return summary
