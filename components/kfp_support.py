@@ -52,11 +52,14 @@ def copy_file(src: str | Path, artifact_path: str) -> None:
     shutil.copyfile(src, artifact_path)
 
 
-def metric_value(value) -> float | None:
-    """A metric's point estimate from a number or a ``{"value": …, "ci": […]}``-style dict."""
+
+def restore_ints(value):
+    """Undo the float-ification of a dict/list parameter (KFP passes them as protobuf Structs,
+    where every number is a double): 3.0 → 3 so options like ``num_users`` stay integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     if isinstance(value, dict):
-        for key in ("value", "mean", "point", "estimate"):
-            if key in value:
-                return float(value[key])
-        return None
-    return None if value is None else float(value)
+        return {key: restore_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [restore_ints(item) for item in value]
+    return value

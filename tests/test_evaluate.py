@@ -20,7 +20,7 @@ from components.evaluate.evaluate import (
     load_domain_stats,
 )
 from components.schema import load_dataset
-from tests.eval_fixtures import (
+from eval_fixtures import (
     DOMAINS,
     FakeModel,
     chain_sequences,

@@ -30,20 +30,34 @@ HELD_OUT = {0: [4, 1], 1: [3, 5], 2: [5, 2]}  # valid, test: must not count
 def write_dataset(root: Path, items=ITEMS, train=TRAIN, held_out=HELD_OUT) -> Path:
     """A tiny ingest output written with the contract's schemas."""
     root.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"item_idx": list(items), "item_id": [f"i{i}" for i in items],
-                             "domains": list(items.values())}, schema=ITEMS_SCHEMA),
-                   root / "items.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "item_idx": list(items),
+                "item_id": [f"i{i}" for i in items],
+                "domains": list(items.values()),
+            },
+            schema=ITEMS_SCHEMA,
+        ),
+        root / "items.parquet",
+    )
     rows = []
     for user in sorted(train):
         sequence = [(i, "train") for i in train[user]]
         sequence += list(zip(held_out[user], ("valid", "test"), strict=True))
         rows += [(user, item, t, split) for t, (item, split) in enumerate(sequence)]
     users, item_idx, ts, split = zip(*rows, strict=True)
-    pq.write_table(pa.table({"user_idx": users, "item_idx": item_idx, "timestamp": ts,
-                             "split": split}, schema=INTERACTIONS_SCHEMA),
-                   root / "interactions.parquet")
-    manifest = {"counts": {"users": len(train), "items": len(items), "interactions": len(rows)},
-                "files": {"interactions.parquet": {"sha256": "test"}}}
+    pq.write_table(
+        pa.table(
+            {"user_idx": users, "item_idx": item_idx, "timestamp": ts, "split": split},
+            schema=INTERACTIONS_SCHEMA,
+        ),
+        root / "interactions.parquet",
+    )
+    manifest = {
+        "counts": {"users": len(train), "items": len(items), "interactions": len(rows)},
+        "files": {"interactions.parquet": {"sha256": "test"}},
+    }
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
 
@@ -72,8 +86,9 @@ def test_statistics_equal_hand_computed_numbers(tiny):
         assert rows[d]["idf_d"] == pytest.approx(math.log(12 / n))
     assert rows["A"]["user_ratio"] == pytest.approx(2 / 3) and rows["B"]["user_ratio"] == 1.0
     # A's interactions over its items: item 1 ×3, item 2 ×2 → H(0.6, 0.4) / log 2
-    assert rows["A"]["entropy"] == pytest.approx(-(0.6 * math.log(0.6) + 0.4 * math.log(0.4))
-                                                 / math.log(2))
+    assert rows["A"]["entropy"] == pytest.approx(
+        -(0.6 * math.log(0.6) + 0.4 * math.log(0.4)) / math.log(2)
+    )
     assert rows["B"]["entropy"] == pytest.approx(1.0) and rows["C"]["entropy"] == 0.0
     # user shares: u0 A 2/3 B 2/3; u1 A 3/4 B 1/4 C 1/4; u2 B 1/3 C 2/3
     assert {d: r["power_users_0.5"] for d, r in rows.items()} == {"A": 2, "B": 1, "C": 1, "D": 0}
@@ -116,8 +131,9 @@ def test_outputs_are_sorted_sparsest_to_densest_and_power_users_listed(tiny):
     assert power.schema.field("user_idx").type == pa.int32()
     got = {(r["user_idx"], r["domain"]): r["share"] for r in power.to_pylist()}
     # every (user, domain) share >= min(θ) = 0.3; u1's B and C (1/4) are below it
-    assert got == pytest.approx({(0, "A"): 2 / 3, (0, "B"): 2 / 3, (1, "A"): 3 / 4,
-                                 (2, "B"): 1 / 3, (2, "C"): 2 / 3})
+    assert got == pytest.approx(
+        {(0, "A"): 2 / 3, (0, "B"): 2 / 3, (1, "A"): 3 / 4, (2, "B"): 1 / 3, (2, "C"): 2 / 3}
+    )
 
 
 def test_report_renders_table_and_chart(tiny):
@@ -125,8 +141,9 @@ def test_report_renders_table_and_chart(tiny):
     md = (out / "report.md").read_text()
     html = (out / "report.html").read_text()
     assert md.index("| D (no train data) |") < md.index("| C |") < md.index("| A |")
-    assert "<svg" in html and "<table>" in html and html.index("<td>C</td>") < html.index(
-        "<td>A</td>")
+    assert (
+        "<svg" in html and "<table>" in html and html.index("<td>C</td>") < html.index("<td>A</td>")
+    )
     assert (out / "domain_weights.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -141,17 +158,18 @@ def test_weights_json_feeds_the_weighter_and_matches_the_table(tiny):
         for d, w in weighter.current_weights().items():
             assert w == pytest.approx(rows[d][column], rel=1e-12)
             assert weights["targets"][scheme][d] == pytest.approx(w, rel=1e-12)
-    composite = DomainWeighter(WeightingConfig(scheme="dynamic", target="composite"), weights,
-                               dataset.item_domains())
+    composite = DomainWeighter(
+        WeightingConfig(scheme="dynamic", target="composite"), weights, dataset.item_domains()
+    )
     assert composite.target_weights().tolist() == pytest.approx(
-        [rows[d]["weight_composite"] for d in composite.domains])
+        [rows[d]["weight_composite"] for d in composite.domains]
+    )
 
 
 def test_item_without_domain_counts_in_none_domain(tmp_path):
     items = {**ITEMS, 5: []}
     out = tmp_path / "stats"
-    compute_stats(write_dataset(tmp_path / "ds", items=items, train={**TRAIN, 2: [4, 5, 3]}),
-                  out)
+    compute_stats(write_dataset(tmp_path / "ds", items=items, train={**TRAIN, 2: [4, 5, 3]}), out)
     rows = rows_by_domain(out)
     assert rows["(none)"]["n_d"] == 1 and "D" not in rows
 
@@ -161,8 +179,11 @@ def test_fixed_domains_given_and_unknown_fixed_domain_lists_existing_ones(tiny, 
     compute_stats(dataset_dir, tmp_path / "ok", fixed_domains=["A", "B"], fixed_weight=3.0)
     rows = rows_by_domain(tmp_path / "ok")
     assert {d: r["weight_fixed"] for d, r in rows.items()} == {"A": 3, "B": 3, "C": 1, "D": 1}
-    with pytest.raises(ConfigError, match=r"\['Film-Noir'\]; existing domains: \['A', 'B', "
-                                          r"'C', 'D'\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"\['Film-Noir'\]; existing domains: \['A', 'B', "
+        r"'C', 'D'\]",
+    ):
         compute_stats(dataset_dir, tmp_path / "bad", fixed_domains=["Film-Noir"])
     assert not (tmp_path / "bad").exists()  # no partial output
 
@@ -189,21 +210,41 @@ def test_dataset_without_train_interactions_is_an_input_error(tmp_path):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    return subprocess.run([sys.executable, "-m", "components.stats", *args], capture_output=True,
-                          text=True, env=env, check=False, cwd=Path(__file__).parents[1])
+    return subprocess.run(
+        [sys.executable, "-m", "components.stats", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd=Path(__file__).parents[1],
+    )
 
 
 def test_cli_writes_outputs_and_reports_errors_with_exit_2(tiny, tmp_path):
     dataset_dir, _, _ = tiny
-    ok = _cli("--dataset", str(dataset_dir), "--output", str(tmp_path / "out"),
-              "--fixed-domains", "A", "--power-threshold", "0.5")
+    ok = _cli(
+        "--dataset",
+        str(dataset_dir),
+        "--output",
+        str(tmp_path / "out"),
+        "--fixed-domains",
+        "A",
+        "--power-threshold",
+        "0.5",
+    )
     assert ok.returncode == 0, ok.stderr
     assert "sparsest: D, C, B" in ok.stdout and "fixed domains: A" in ok.stdout
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "domain_stats.parquet", "domain_weights.png", "power_users.parquet", "report.html",
-        "report.md", "weights.json"]
-    bad = _cli("--dataset", str(dataset_dir), "--output", str(tmp_path / "bad"),
-               "--fixed-domains", "Nope")
+        "domain_stats.parquet",
+        "domain_weights.png",
+        "power_users.parquet",
+        "report.html",
+        "report.md",
+        "weights.json",
+    ]
+    bad = _cli(
+        "--dataset", str(dataset_dir), "--output", str(tmp_path / "bad"), "--fixed-domains", "Nope"
+    )
     assert bad.returncode == 2 and "error: fixed_domains: unknown domain(s) ['Nope']" in bad.stderr
     assert "Traceback" not in bad.stderr
     help_text = _cli("--help").stdout
@@ -212,17 +253,27 @@ def test_cli_writes_outputs_and_reports_errors_with_exit_2(tiny, tmp_path):
 
 def test_synthetic_planted_sparse_domains_rank_sparsest(tmp_path):
     ingest = pytest.importorskip("components.ingest").ingest
-    manifest = ingest("synthetic", tmp_path / "syn", num_users=400, num_items=200,
-                      num_domains=6, dense_domains=2, mean_length=15, seed=3)
+    manifest = ingest(
+        "synthetic",
+        tmp_path / "syn",
+        num_users=400,
+        num_items=200,
+        num_domains=6,
+        dense_domains=2,
+        mean_length=15,
+        seed=3,
+    )
     planted = manifest["synthetic"]["sparse"]
     compute_stats(tmp_path / "syn", tmp_path / "stats")
     weights = load_weights(tmp_path / "stats")
     assert sorted(weights["domains"][: len(planted)]) == sorted(planted)
     inverse = weights["targets"]["inverse"]
-    assert min(inverse[d] for d in planted) > max(inverse[d] for d in manifest["synthetic"]
-                                                   ["dense"])
+    assert min(inverse[d] for d in planted) > max(
+        inverse[d] for d in manifest["synthetic"]["dense"]
+    )
     assert weights["params"]["fixed_domains"] and set(weights["params"]["fixed_domains"]) <= set(
-        planted)  # the default fixed target set is (clearly) sparse
+        planted
+    )  # the default fixed target set is (clearly) sparse
 
 
 def _real(tmp_path, source: str, name: str) -> dict:
@@ -250,8 +301,9 @@ def test_movielens_100k_sparse_genres_get_the_largest_weights(tmp_path):
     ranked = [d for d in _ranked_by_inverse(weights) if d in active]
     assert {"Documentary", "Film-Noir"} <= set(ranked[:5])
     assert set(ranked[-2:]) == {"Drama", "Comedy"}
-    assert np.isclose(weights["targets"]["inverse"]["Drama"],
-                      min(weights["targets"]["inverse"].values()))
+    assert np.isclose(
+        weights["targets"]["inverse"]["Drama"], min(weights["targets"]["inverse"].values())
+    )
 
 
 @pytest.mark.slow

@@ -150,20 +150,17 @@ def test_ddp_two_gloo_processes_equal_one_process(data, tmp_path):
             "--max-len", "12", "--d-model", "16", "--n-blocks", "1", "--threads", "1",
             "--no-progress", "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, "-m", "components.train", *args, "--output",
-                             str(tmp_path / "single")], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=300)
-    assert single.returncode == 0, single.stderr[-3000:]
     ddp = subprocess.run([sys.executable, "-m", "components.train", *args, "--output",
                           str(tmp_path / "ddp"), "--nproc-per-node", "2"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=300)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert json.loads((tmp_path / "ddp" / "config.json").read_text())["world_size"] == 2
-    _assert_same_params(_params(tmp_path / "single" / "checkpoints/last.pt")["model"]
-                        if False else torch.load(tmp_path / "single" / "checkpoints/last.pt",
-                                                 weights_only=True)["model"],
-                        torch.load(tmp_path / "ddp" / "checkpoints/last.pt",
-                                   weights_only=True)["model"], atol=1e-5)
+    assert cli.main([*args, "--output", str(tmp_path / "single")]) == 0
+    single, both = (torch.load(tmp_path / d / "checkpoints/last.pt", weights_only=True)
+                    for d in ("single", "ddp"))
+    assert single["state"]["step"] == both["state"]["step"] == 10  # 80 users / 16 × 2 epochs
+    _assert_same_params(single["model"], both["model"], atol=1e-5)
+    assert single["weighter"]["weights"] == pytest.approx(both["weighter"]["weights"], abs=1e-12)
 
 
 @pytest.mark.parametrize("scheme", ["none", "fixed", "inverse", "dynamic"])

@@ -32,9 +32,7 @@ torch.set_num_threads(1)
 W_MIN, W_MAX = 0.5, 5.0
 # the machine is shared: no per-example deadline; 60 examples keep the file fast
 relaxed = settings(deadline=None, max_examples=60)
-counts_lists = st.lists(st.integers(0, 10**6), min_size=1, max_size=12).filter(
-    lambda c: sum(c) > 0
-)
+counts_lists = st.lists(st.integers(0, 10**6), min_size=1, max_size=12).filter(lambda c: sum(c) > 0)
 
 
 def make_weights(counts: dict[str, int], **params) -> dict:
@@ -51,10 +49,13 @@ def make_weights(counts: dict[str, int], **params) -> dict:
         "targets": {},
         "domain_counts": dict(counts),
         "domain_stats": {
-            d: {"n": counts[d], "share": float(share[k]),
+            d: {
+                "n": counts[d],
+                "share": float(share[k]),
                 "idf": float(idf[k]) if np.isfinite(idf[k]) else None,
                 "user_ratio": 0.2 + 0.1 * k if counts[d] else 0.0,
-                "entropy": 0.9 if counts[d] else None}
+                "entropy": 0.9 if counts[d] else None,
+            }
             for k, d in enumerate(domains)
         },
         "power_thresholds": [0.5, 0.2],
@@ -67,8 +68,11 @@ ITEM_DOMAINS = [[], ["rare"], ["mid"], ["common"], ["rare", "common"], ["rare", 
 
 
 def weighter(scheme: str = "inverse", counts=None, item_domains=None, **config) -> DomainWeighter:
-    return DomainWeighter(WeightingConfig(scheme=scheme, **config),
-                          make_weights(counts or COUNTS), item_domains or ITEM_DOMAINS)
+    return DomainWeighter(
+        WeightingConfig(scheme=scheme, **config),
+        make_weights(counts or COUNTS),
+        item_domains or ITEM_DOMAINS,
+    )
 
 
 # ---- pure maths -----------------------------------------------------------------------------
@@ -97,8 +101,9 @@ def test_sparser_domain_never_gets_a_smaller_inverse_weight(counts, gamma):
 @relaxed
 @given(st.lists(st.floats(0.01, 100.0), min_size=1, max_size=12), st.data())
 def test_rescale_gives_an_interaction_weighted_mean_of_one(weights, data):
-    counts = data.draw(st.lists(st.integers(1, 10**6), min_size=len(weights),
-                                max_size=len(weights)))
+    counts = data.draw(
+        st.lists(st.integers(1, 10**6), min_size=len(weights), max_size=len(weights))
+    )
     rescaled = rescale_to_mean_one(weights, counts)
     assert np.dot(counts, rescaled) / np.sum(counts) == pytest.approx(1.0, abs=1e-9)
 
@@ -266,8 +271,10 @@ def test_dynamic_uses_the_stats_target_until_every_domain_was_seen():
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.lists(st.integers(0, 5), min_size=1, max_size=20), min_size=1, max_size=10),
-       st.sampled_from(["inverse", "composite"]))
+@given(
+    st.lists(st.lists(st.integers(0, 5), min_size=1, max_size=20), min_size=1, max_size=10),
+    st.sampled_from(["inverse", "composite"]),
+)
 def test_weighter_dynamic_stays_within_bounds_for_any_targets_seen(batches, target):
     w = weighter("dynamic", update_every_steps=1, beta=0.3, target=target, w_min=0.8, w_max=1.5)
     for step, batch in enumerate(batches, start=1):
@@ -284,8 +291,9 @@ def test_domain_without_train_interactions_keeps_weight_one():
     items = [[], ["rare"], ["common"], ["empty"]]
     for scheme in ("inverse", "dynamic"):
         for target in ("inverse", "composite"):
-            w = weighter(scheme, counts=counts, item_domains=items, target=target,
-                         update_every_steps=1)
+            w = weighter(
+                scheme, counts=counts, item_domains=items, target=target, update_every_steps=1
+            )
             w.observe(torch.tensor([1, 2, 3]))
             w.step_end(0, 1)
             assert w.current_weights()["empty"] == 1.0
@@ -311,8 +319,12 @@ def test_state_dict_round_trip_resumes_identically():
 def test_every_scheme_builds_and_records_its_initial_weights():
     for scheme in SCHEMES:
         w = weighter(scheme)
-        assert w.history[0] == {"epoch": 0, "step": 0, "event": "init",
-                                "weights": w.current_weights()}
+        assert w.history[0] == {
+            "epoch": 0,
+            "step": 0,
+            "event": "init",
+            "weights": w.current_weights(),
+        }
 
 
 def test_config_overrides_take_precedence_over_weights_json():
@@ -351,6 +363,8 @@ def test_load_weights_rejects_another_version_and_broken_files(tmp_path):
 
 
 def test_importing_the_library_does_not_import_torch():
-    code = ("import sys, components.stats, components.stats.weighting, components.stats.cli; "
-            "sys.exit('torch' in sys.modules)")
+    code = (
+        "import sys, components.stats, components.stats.weighting, components.stats.cli; "
+        "sys.exit('torch' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

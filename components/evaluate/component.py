@@ -18,24 +18,20 @@ def evaluate(dataset: Input[Dataset], stats: Input[Dataset], model: Input[Model]
     import os
 
     from components.evaluate import evaluate as run_evaluate
-    from components.kfp_support import copy_file, metric_value, write_artifact_dir
+    from components.kfp_support import copy_file, restore_ints, write_artifact_dir
 
     def produce(out_dir):
         return run_evaluate(dataset_dir=dataset.path, stats_dir=stats.path, model_dir=model.path,
-                            output_dir=out_dir, **options)
+                            output_dir=out_dir, **restore_ints(options))
 
     write_artifact_dir(evaluation.path, produce)
     evaluation.metadata["variant"] = variant
     with open(os.path.join(evaluation.path, "metrics.json")) as handle:
         result = json.load(handle)
-    overall = result["overall"]
-    for name in ("recall@10", "ndcg@10", "recall@20", "ndcg@20"):
-        value = metric_value(overall.get(name))
-        if value is not None:
-            # Metric names without "@": some UIs treat it specially.
-            metrics.log_metric(name.replace("@", "_at_"), value)
-    if "coverage@10" in result:
-        metrics.log_metric("coverage_at_10", metric_value(result["coverage@10"]))
+    # Overall Recall/NDCG@K and coverage, shown in the KFP/Vertex UI ("@" spelled "_at_").
+    for name, value in result["summary"].items():
+        if isinstance(value, (int, float)):
+            metrics.log_metric(name.replace("@", "_at_"), float(value))
     copy_file(os.path.join(evaluation.path, "metrics.md"), summary.path)
 
 

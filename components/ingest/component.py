@@ -14,11 +14,11 @@ def ingest(source: str, input_uri: str, options: dict, dataset: Output[Dataset])
     """Ingest ``source`` (``input_uri`` for file sources; ``options`` = the CLI's options as a
     dict, e.g. ``{"num_users": 300}``) into the Dataset artifact directory."""
     from components.ingest import ingest as run_ingest
-    from components.kfp_support import write_artifact_dir
+    from components.kfp_support import restore_ints, write_artifact_dir
 
     def produce(out_dir):
         return run_ingest(source=source, input_uri=input_uri or None, output_dir=out_dir,
-                          **options)
+                          **restore_ints(options))
 
     manifest = write_artifact_dir(dataset.path, produce)
     dataset.metadata["source"] = source

@@ -15,7 +15,7 @@ def report(evaluations: Input[list[Dataset]], baseline: str, options: dict,
     """
     import os
 
-    from components.kfp_support import copy_file, write_artifact_dir
+    from components.kfp_support import copy_file, restore_ints, write_artifact_dir
     from components.report import report as run_report
 
     evals = {}
@@ -24,7 +24,7 @@ def report(evaluations: Input[list[Dataset]], baseline: str, options: dict,
         evals[name] = evaluation.path
 
     def produce(out_dir):
-        return run_report(evals=evals, baseline=baseline, output_dir=out_dir, **options)
+        return run_report(evals=evals, baseline=baseline, output_dir=out_dir, **restore_ints(options))
 
     write_artifact_dir(report_dir.path, produce)
     copy_file(os.path.join(report_dir.path, "report.html"), report_html.path)

@@ -35,35 +35,56 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("--dataset", required=True,
-                        help="ingest output dir (items.parquet, interactions.parquet, "
-                        "manifest.json); local path or gs:// URI")
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        help="ingest output dir (items.parquet, interactions.parquet, "
+        "manifest.json); local path or gs:// URI",
+    )
     parser.add_argument("--output", required=True, help="output directory")
-    parser.add_argument("--power-threshold", type=float, nargs="+", default=[0.5, 0.2],
-                        metavar="θ", help="a power user of d has >= θ of their train "
-                        "interactions in d; one count column per θ")
+    parser.add_argument(
+        "--power-threshold",
+        type=float,
+        nargs="+",
+        default=[0.5, 0.2],
+        metavar="θ",
+        help="a power user of d has >= θ of their train interactions in d; one count column per θ",
+    )
     p = W.DEFAULT_PARAMS
     fixed = parser.add_argument_group("fixed scheme (PinnerFormerLite)")
-    fixed.add_argument("--fixed-domains", nargs="+", metavar="DOMAIN",
-                       help="domains weighted --fixed-weight (default: the clearly sparse "
-                       "domains, see below)")
+    fixed.add_argument(
+        "--fixed-domains",
+        nargs="+",
+        metavar="DOMAIN",
+        help="domains weighted --fixed-weight (default: the clearly sparse domains, see below)",
+    )
     fixed.add_argument("--fixed-weight", type=float, default=p["fixed_weight"])
     inverse = parser.add_argument_group("inverse scheme and bounds")
-    inverse.add_argument("--gamma", type=float, default=p["gamma"],
-                         help="power of (p̄ / p_d)")
+    inverse.add_argument("--gamma", type=float, default=p["gamma"], help="power of (p̄ / p_d)")
     inverse.add_argument("--w-min", type=float, default=p["w_min"], help="lower clip bound")
     inverse.add_argument("--w-max", type=float, default=p["w_max"], help="upper clip bound")
     dynamic = parser.add_argument_group("dynamic scheme (DWL)")
     dynamic.add_argument("--beta", type=float, default=p["beta"], help="EMA factor")
-    dynamic.add_argument("--target", choices=W.TARGETS, default=p["target"],
-                         help="what dynamic moves toward")
-    dynamic.add_argument("--lambdas", type=float, nargs=3, default=p["lambdas"],
-                         metavar=("L_IDF", "L_USER", "L_ENTROPY"),
-                         help="composite score weights")
-    dynamic.add_argument("--alpha", type=float, default=p["alpha"],
-                         help="composite: w = 1 + alpha * zscore(S)")
-    dynamic.add_argument("--agg", choices=W.AGGS, default=p["agg"],
-                         help="per-example weight over an item's domains (recorded for train)")
+    dynamic.add_argument(
+        "--target", choices=W.TARGETS, default=p["target"], help="what dynamic moves toward"
+    )
+    dynamic.add_argument(
+        "--lambdas",
+        type=float,
+        nargs=3,
+        default=p["lambdas"],
+        metavar=("L_IDF", "L_USER", "L_ENTROPY"),
+        help="composite score weights",
+    )
+    dynamic.add_argument(
+        "--alpha", type=float, default=p["alpha"], help="composite: w = 1 + alpha * zscore(S)"
+    )
+    dynamic.add_argument(
+        "--agg",
+        choices=W.AGGS,
+        default=p["agg"],
+        help="per-example weight over an item's domains (recorded for train)",
+    )
     return parser
 
 
@@ -71,10 +92,19 @@ def _run(args: argparse.Namespace) -> None:
     from components.stats.domain_stats import compute_stats
 
     summary = compute_stats(
-        args.dataset, args.output, power_thresholds=args.power_threshold,
-        fixed_domains=args.fixed_domains, fixed_weight=args.fixed_weight, gamma=args.gamma,
-        w_min=args.w_min, w_max=args.w_max, beta=args.beta, target=args.target,
-        lambdas=args.lambdas, alpha=args.alpha, agg=args.agg,
+        args.dataset,
+        args.output,
+        power_thresholds=args.power_threshold,
+        fixed_domains=args.fixed_domains,
+        fixed_weight=args.fixed_weight,
+        gamma=args.gamma,
+        w_min=args.w_min,
+        w_max=args.w_max,
+        beta=args.beta,
+        target=args.target,
+        lambdas=args.lambdas,
+        alpha=args.alpha,
+        agg=args.agg,
     )
     print(
         f"wrote {summary['output']}: {summary['n_domains']} domains, "
@@ -82,8 +112,11 @@ def _run(args: argparse.Namespace) -> None:
         f"{summary['n_train_users']:,} users\n"
         f"sparsest: {', '.join(summary['sparsest'])}; densest: {', '.join(summary['densest'])}\n"
         f"fixed domains: {', '.join(summary['fixed_domains']) or '-'}"
-        + (f"\nno train interactions (weight 1): {', '.join(summary['zero_train_domains'])}"
-           if summary["zero_train_domains"] else "")
+        + (
+            f"\nno train interactions (weight 1): {', '.join(summary['zero_train_domains'])}"
+            if summary["zero_train_domains"]
+            else ""
+        )
     )
 
 

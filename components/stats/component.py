@@ -15,12 +15,12 @@ def stats(dataset: Input[Dataset], fixed_domains: list, options: dict,
     """
     import os
 
-    from components.kfp_support import copy_file, write_artifact_dir
+    from components.kfp_support import copy_file, restore_ints, write_artifact_dir
     from components.stats import compute_stats
 
     def produce(out_dir):
         return compute_stats(dataset_dir=dataset.path, output_dir=out_dir,
-                             fixed_domains=list(fixed_domains) or None, **options)
+                             fixed_domains=list(fixed_domains) or None, **restore_ints(options))
 
     write_artifact_dir(domain_stats.path, produce)
     copy_file(os.path.join(domain_stats.path, "report.html"), summary.path)

@@ -139,8 +139,10 @@ def domain_statistics(dataset, power_thresholds=(0.5, 0.2)) -> tuple[dict, pa.Ta
     entropy = np.where(n > 0, entropy, np.nan)
 
     total = int(n.sum())
-    power = {t: np.bincount(pu_domain[share >= t], minlength=n_domains).astype(np.int64)
-             for t in power_thresholds}
+    power = {
+        t: np.bincount(pu_domain[share >= t], minlength=n_domains).astype(np.int64)
+        for t in power_thresholds
+    }
     keep = share >= min(power_thresholds)
     power_users = pa.table(
         {
@@ -178,8 +180,14 @@ def scheme_targets(stats: dict, config: StatsConfig) -> tuple[dict[str, np.ndarr
         "fixed": W.fixed_weights(domains, fixed_domains, config.fixed_weight),
         "inverse": W.inverse_weights(stats["share"], config.gamma, config.w_min, config.w_max),
         "composite": W.composite_weights(
-            stats["idf"], stats["user_ratio"], stats["entropy"], config.lambdas, config.alpha,
-            config.w_min, config.w_max, active=active,
+            stats["idf"],
+            stats["user_ratio"],
+            stats["entropy"],
+            config.lambdas,
+            config.alpha,
+            config.w_min,
+            config.w_max,
+            active=active,
         ),
     }
     targets["dynamic"] = targets[config.target]
@@ -188,8 +196,10 @@ def scheme_targets(stats: dict, config: StatsConfig) -> tuple[dict[str, np.ndarr
 
 def sparsity_order(stats: dict) -> np.ndarray:
     """Domain positions sorted sparsest → densest (n_d ascending, then name)."""
-    return np.array(sorted(range(len(stats["domains"])),
-                           key=lambda k: (stats["n"][k], stats["domains"][k])), dtype=np.int64)
+    return np.array(
+        sorted(range(len(stats["domains"])), key=lambda k: (stats["n"][k], stats["domains"][k])),
+        dtype=np.int64,
+    )
 
 
 def _stats_table(stats: dict, targets: dict, order: np.ndarray, thresholds) -> pa.Table:
@@ -231,8 +241,9 @@ def _weights_document(dataset, stats, targets, order, config, fixed_domains, fix
     params = {
         "fixed_domains": fixed_domains,
         "fixed_domains_rule": (
-            "given" if not fixed_default else
-            f"default: domains with share < {W.FIXED_DEFAULT_SHARE_FRACTION:g}/|D|, "
+            "given"
+            if not fixed_default
+            else f"default: domains with share < {W.FIXED_DEFAULT_SHARE_FRACTION:g}/|D|, "
             f"else the sparsest"
         ),
         "fixed_weight": config.fixed_weight,
@@ -296,20 +307,31 @@ def compute_stats(
     config = StatsConfig(
         power_thresholds=tuple(sorted({float(t) for t in power_thresholds}, reverse=True)),
         fixed_domains=list(fixed_domains) if fixed_domains else None,
-        fixed_weight=float(fixed_weight), gamma=float(gamma), w_min=float(w_min),
-        w_max=float(w_max), beta=float(beta), target=target,
-        lambdas=tuple(float(x) for x in lambdas), alpha=float(alpha), agg=agg,
+        fixed_weight=float(fixed_weight),
+        gamma=float(gamma),
+        w_min=float(w_min),
+        w_max=float(w_max),
+        beta=float(beta),
+        target=target,
+        lambdas=tuple(float(x) for x in lambdas),
+        alpha=float(alpha),
+        agg=agg,
     )
     config.validate()
     dataset = load_dataset(localize(str(dataset_dir)))
-    log.info("stats: %s (%d items, %d interactions)", dataset.path, dataset.n_items,
-             dataset.interactions.num_rows)
+    log.info(
+        "stats: %s (%d items, %d interactions)",
+        dataset.path,
+        dataset.n_items,
+        dataset.interactions.num_rows,
+    )
     stats, power_users = domain_statistics(dataset, config.power_thresholds)
     targets, chosen_fixed = scheme_targets(stats, config)
     order = sparsity_order(stats)
     table = _stats_table(stats, targets, order, config.power_thresholds)
-    document = _weights_document(dataset, stats, targets, order, config, chosen_fixed,
-                                 fixed_default=not config.fixed_domains)
+    document = _weights_document(
+        dataset, stats, targets, order, config, chosen_fixed, fixed_default=not config.fixed_domains
+    )
     zero = document["zero_train_domains"]
     if zero:
         log.warning("stats: domain(s) %s have no train interactions: weight 1, excluded", zero)

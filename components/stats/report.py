@@ -18,8 +18,11 @@ from components.io import write_text_atomic
 
 CHART_PNG = "domain_weights.png"
 MAX_CHART_DOMAINS = 60  # beyond this the chart shows the 30 sparsest and 30 densest
-WEIGHT_COLUMNS = (("weight_inverse", "inverse"), ("weight_composite", "composite"),
-                  ("weight_fixed", "fixed"))
+WEIGHT_COLUMNS = (
+    ("weight_inverse", "inverse"),
+    ("weight_composite", "composite"),
+    ("weight_fixed", "fixed"),
+)
 
 
 def _chart_rows(rows: list[dict]) -> tuple[list[dict], bool]:
@@ -41,7 +44,10 @@ def render_chart(rows: list[dict]):
     names = [r["domain"] for r in rows]
     y = np.arange(len(rows))
     fig, (ax_share, ax_weight) = plt.subplots(
-        1, 2, figsize=(11, 1.5 + 0.32 * len(rows)), sharey=True,
+        1,
+        2,
+        figsize=(11, 1.5 + 0.32 * len(rows)),
+        sharey=True,
         gridspec_kw={"width_ratios": [1, 1.4]},
     )
     ax_share.barh(y, [100 * (r["p_d"] or 0.0) for r in rows], color="#7f7f7f")
@@ -51,11 +57,16 @@ def render_chart(rows: list[dict]):
     height = 0.8 / len(WEIGHT_COLUMNS)
     colours = ("#d62728", "#1f77b4", "#2ca02c")
     for k, ((column, label), colour) in enumerate(zip(WEIGHT_COLUMNS, colours, strict=True)):
-        ax_weight.barh(y - 0.4 + height * (k + 0.5), [r[column] for r in rows], height=height,
-                       color=colour, label=label)
+        ax_weight.barh(
+            y - 0.4 + height * (k + 0.5),
+            [r[column] for r in rows],
+            height=height,
+            color=colour,
+            label=label,
+        )
     ax_weight.axvline(1.0, color="black", linewidth=0.8, linestyle="--")
     ax_weight.set_xlabel("target weight w_d (1 = unweighted)")
-    ax_weight.legend(loc="lower right", fontsize="small")
+    ax_weight.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, frameon=False)
     fig.suptitle("Domains, sparsest on top: share of interactions and weight per scheme")
     fig.tight_layout()
     return fig
@@ -72,18 +83,35 @@ def _figure_bytes(fig, fmt: str) -> bytes:
 
 
 def _fmt(value, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
+    if value is None:
+        return "–"
+    if spec == "%":  # shares span 0.01% … 50%: three significant digits
+        return f"{100 * value:.3g}%"
+    return format(value, spec)
 
 
 def _table_columns(table: pa.Table) -> list[tuple[str, str, str]]:
     """(column, header, format) of the summary table."""
-    columns = [("domain", "domain", "s"), ("n_d", "n_d", ",d"), ("p_d", "p_d %", ".2%"),
-               ("u_d", "users", ",d"), ("i_d", "items", ",d"), ("idf_d", "IDF", ".2f"),
-               ("user_ratio", "user ratio", ".3f"), ("entropy", "H", ".3f")]
-    columns += [(c, c.replace("power_users_", "power θ="), ",d")
-                for c in table.column_names if c.startswith("power_users_")]
-    columns += [("weight_fixed", "w fixed", ".2f"), ("weight_inverse", "w inverse", ".3f"),
-                ("weight_composite", "w composite", ".3f")]
+    columns = [
+        ("domain", "domain", "s"),
+        ("n_d", "n_d", ",d"),
+        ("p_d", "p_d", "%"),
+        ("u_d", "users", ",d"),
+        ("i_d", "items", ",d"),
+        ("idf_d", "IDF", ".2f"),
+        ("user_ratio", "user ratio", ".3f"),
+        ("entropy", "H", ".3f"),
+    ]
+    columns += [
+        (c, c.replace("power_users_", "power θ="), ",d")
+        for c in table.column_names
+        if c.startswith("power_users_")
+    ]
+    columns += [
+        ("weight_fixed", "w fixed", ".2f"),
+        ("weight_inverse", "w inverse", ".3f"),
+        ("weight_composite", "w composite", ".3f"),
+    ]
     return columns
 
 
@@ -119,10 +147,18 @@ def _summary_lines(document: dict, truncated: bool) -> list[str]:
 def markdown_report(table: pa.Table, document: dict, chart_name: str = CHART_PNG) -> str:
     rows = table.to_pylist()
     columns = _table_columns(table)
-    lines = ["# Domain sparsity statistics", "", *_summary_lines(document, len(rows) >
-                                                                 MAX_CHART_DOMAINS), ""]
-    lines += [f"![share and weight per domain]({chart_name})", "",
-              "Domains sorted from sparsest to densest:", ""]
+    lines = [
+        "# Domain sparsity statistics",
+        "",
+        *_summary_lines(document, len(rows) > MAX_CHART_DOMAINS),
+        "",
+    ]
+    lines += [
+        f"![share and weight per domain]({chart_name})",
+        "",
+        "Domains sorted from sparsest to densest:",
+        "",
+    ]
     lines.append("| " + " | ".join(h for _, h, _ in columns) + " |")
     lines.append("|" + "|".join("---" if c == "domain" else "---:" for c, _, _ in columns) + "|")
     for row in rows:
@@ -133,15 +169,18 @@ def markdown_report(table: pa.Table, document: dict, chart_name: str = CHART_PNG
 def html_report(table: pa.Table, document: dict, svg: str) -> str:
     rows = table.to_pylist()
     columns = _table_columns(table)
-    svg = svg[svg.index("<svg"):]  # drop the XML prolog: inline SVG inside HTML
+    svg = svg[svg.index("<svg") :]  # drop the XML prolog: inline SVG inside HTML
     head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in columns)
     body = "\n".join(
-        "<tr>" + "".join(f"<td>{html.escape(_cell(row, c, f))}</td>" for c, _, f in columns)
+        "<tr>"
+        + "".join(f"<td>{html.escape(_cell(row, c, f))}</td>" for c, _, f in columns)
         + "</tr>"
         for row in rows
     )
-    summary = "".join(f"<p>{html.escape(line)}</p>" for line in
-                      _summary_lines(document, len(rows) > MAX_CHART_DOMAINS))
+    summary = "".join(
+        f"<p>{html.escape(line)}</p>"
+        for line in _summary_lines(document, len(rows) > MAX_CHART_DOMAINS)
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>dwlrec domain statistics</title>
 <style>

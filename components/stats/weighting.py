@@ -204,8 +204,16 @@ def idf_from_counts(counts) -> np.ndarray:
 # weights.json
 # ---------------------------------------------------------------------------------------------
 
-_REQUIRED_KEYS = ("version", "dataset", "domains", "params", "targets", "domain_counts",
-                  "domain_stats", "power_thresholds")
+_REQUIRED_KEYS = (
+    "version",
+    "dataset",
+    "domains",
+    "params",
+    "targets",
+    "domain_counts",
+    "domain_stats",
+    "power_thresholds",
+)
 _REQUIRED_STATS = ("n", "share", "idf", "user_ratio", "entropy")
 
 
@@ -340,8 +348,16 @@ class DomainWeighter:
     @staticmethod
     def _resolve_params(config: WeightingConfig, recorded: dict) -> dict:
         params = {**DEFAULT_PARAMS, **recorded}
-        for key in ("target", "w_min", "w_max", "gamma", "fixed_weight", "fixed_domains",
-                    "lambdas", "alpha"):
+        for key in (
+            "target",
+            "w_min",
+            "w_max",
+            "gamma",
+            "fixed_weight",
+            "fixed_domains",
+            "lambdas",
+            "alpha",
+        ):
             value = getattr(config, key)
             if value is not None:
                 params[key] = value
@@ -387,8 +403,14 @@ class DomainWeighter:
         if target == "inverse":
             return inverse_weights(counts / counts.sum(), p["gamma"], p["w_min"], p["w_max"])
         return composite_weights(
-            idf_from_counts(counts), self._user_ratio, self._entropy, p["lambdas"], p["alpha"],
-            p["w_min"], p["w_max"], active=counts > 0,
+            idf_from_counts(counts),
+            self._user_ratio,
+            self._entropy,
+            p["lambdas"],
+            p["alpha"],
+            p["w_min"],
+            p["w_max"],
+            active=counts > 0,
         )
 
     def _initial_weights(self) -> np.ndarray:
@@ -462,8 +484,13 @@ class DomainWeighter:
         target = self._dynamic_target()
         new = np.where(
             self._active(),
-            ema_update(self._weights, target, self.params["beta"], self.params["w_min"],
-                       self.params["w_max"]),
+            ema_update(
+                self._weights,
+                target,
+                self.params["beta"],
+                self.params["w_min"],
+                self.params["w_max"],
+            ),
             1.0,
         )
         changed = not np.array_equal(new, self._weights)
@@ -489,8 +516,12 @@ class DomainWeighter:
 
     def _record(self, epoch: int, step: int, event: str) -> None:
         self.history.append(
-            {"epoch": int(epoch), "step": int(step), "event": event,
-             "weights": self.current_weights()}
+            {
+                "epoch": int(epoch),
+                "step": int(step),
+                "event": event,
+                "weights": self.current_weights(),
+            }
         )
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -529,8 +560,22 @@ class DomainWeighter:
 
 
 __all__ = [
-    "AGGS", "DEFAULT_PARAMS", "SCHEMES", "TARGETS", "WEIGHTS_FILE", "WEIGHTS_VERSION",
-    "DomainWeighter", "WeightingConfig", "check_dataset", "composite_weights",
-    "default_fixed_domains", "ema_update", "fixed_weights", "idf_from_counts",
-    "inverse_weights", "load_weights", "rescale_to_mean_one", "validate_weights",
+    "AGGS",
+    "DEFAULT_PARAMS",
+    "SCHEMES",
+    "TARGETS",
+    "WEIGHTS_FILE",
+    "WEIGHTS_VERSION",
+    "DomainWeighter",
+    "WeightingConfig",
+    "check_dataset",
+    "composite_weights",
+    "default_fixed_domains",
+    "ema_update",
+    "fixed_weights",
+    "idf_from_counts",
+    "inverse_weights",
+    "load_weights",
+    "rescale_to_mean_one",
+    "validate_weights",
 ]

@@ -13,14 +13,14 @@ def train(dataset: Input[Dataset], stats: Input[Dataset], variant: str, loss: st
     import json
     import os
 
-    from components.kfp_support import write_artifact_dir
+    from components.kfp_support import restore_ints, write_artifact_dir
     from components.train import train as run_train
 
     def produce(out_dir):
         return run_train(dataset_dir=dataset.path,
                          weights_path=os.path.join(stats.path, "weights.json"),
                          output_dir=out_dir, scheme=variant, loss=loss, epochs=epochs,
-                         **{"device": "auto", **options})
+                         **{"device": "auto", **restore_ints(options)})
 
     summary = write_artifact_dir(model.path, produce)
     model.metadata["variant"] = variant

@@ -159,7 +159,9 @@ def list_files(root: Path) -> list[FileRef]:
     """Every file directly in ``root`` (a directory or a zip archive), sorted by name."""
     if is_zip(root):
         return [FileRef(root, m) for m in sorted(_zip_members(root)) if "__MACOSX" not in m]
-    return [FileRef(p) for p in sorted(root.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    return [
+        FileRef(p) for p in sorted(root.iterdir()) if p.is_file() and not p.name.startswith(".")
+    ]
 
 
 def raw_interactions(table: pa.Table) -> pa.Table:
@@ -176,8 +178,10 @@ def raw_items(item_ids: Sequence[str] | pa.Array, domains: Sequence[list] | pa.A
 def split_domains(values: pa.Array | pa.ChunkedArray, sep: str) -> pa.Array:
     """``"A|B"`` strings → ``["A", "B"]`` lists (trimmed, empty parts and nulls dropped)."""
     values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    parts = pc.split_pattern(pc.fill_null(values.cast(pa.string()), ""), sep) if sep else (
-        pa.ListArray.from_arrays(np.arange(len(values) + 1, dtype=np.int32), values)
+    parts = (
+        pc.split_pattern(pc.fill_null(values.cast(pa.string()), ""), sep)
+        if sep
+        else (pa.ListArray.from_arrays(np.arange(len(values) + 1, dtype=np.int32), values))
     )
     return clean_domain_lists(parts)
 
@@ -285,16 +289,23 @@ def read_delimited(
         source, delimiter_char = None, delimiter
     wanted = list(include or column_names)
     read_options = pacsv.ReadOptions(
-        use_threads=False, column_names=list(column_names), skip_rows=skip_rows,
-        encoding=encoding, block_size=16 << 20,
+        use_threads=False,
+        column_names=list(column_names),
+        skip_rows=skip_rows,
+        encoding=encoding,
+        block_size=16 << 20,
     )
     parse_options = pacsv.ParseOptions(
-        delimiter=delimiter_char, quote_char='"' if quoting else False,
-        ignore_empty_lines=False, invalid_row_handler=on_invalid,
+        delimiter=delimiter_char,
+        quote_char='"' if quoting else False,
+        ignore_empty_lines=False,
+        invalid_row_handler=on_invalid,
     )
     convert_options = pacsv.ConvertOptions(
-        column_types={name: pa.string() for name in column_names}, include_columns=wanted,
-        strings_can_be_null=False, quoted_strings_can_be_null=False,
+        column_types={name: pa.string() for name in column_names},
+        include_columns=wanted,
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
     )
     try:
         with contextlib.ExitStack() as stack:
@@ -305,8 +316,14 @@ def read_delimited(
         if "UTF8" in str(exc) and encoding == "utf-8":
             log.info("%s: not UTF-8, reading as latin-1", ref.name)
             return read_delimited(
-                ref, column_names, bad, delimiter=delimiter, skip_rows=skip_rows,
-                quoting=quoting, encoding="latin-1", include=include,
+                ref,
+                column_names,
+                bad,
+                delimiter=delimiter,
+                skip_rows=skip_rows,
+                quoting=quoting,
+                encoding="latin-1",
+                include=include,
             )
         raise InputError(f"{ref.name}: cannot parse as delimited text ({exc})") from exc
 
@@ -473,7 +490,7 @@ def _read_json_exact(ref, schema, bad, required, literal_ok) -> JsonRows:
             if not text:
                 continue
             rows_read += 1
-            record = _parse_object(text, literal_ok)
+            record = parse_object(text, literal_ok)
             if not isinstance(record, dict):
                 bad.add(ref.name, number, f"not a JSON object: {text[:60]!r}")
                 continue
@@ -501,7 +518,7 @@ def _read_json_exact(ref, schema, bad, required, literal_ok) -> JsonRows:
     return JsonRows(table, rows_read, np.array(lines, dtype=np.int64))
 
 
-def _parse_object(text: str, literal_ok: bool):
+def parse_object(text: str, literal_ok: bool):
     try:
         return json.loads(text)
     except json.JSONDecodeError:

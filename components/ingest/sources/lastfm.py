@@ -51,8 +51,9 @@ def read(path: Path, options: dict) -> RawData:
     names = ["user", "artist", "tag"] + (["ms"] if with_ms else ["day", "month", "year"])
     data = read_delimited(ref, names, bad, delimiter="\t", skip_rows=1, quoting=False)
     numbers = {n: (pa.int64(), True) for n in names if n not in ("user", "artist", "tag")}
-    table = to_numeric(data, ref, bad, {**numbers, "tag": (pa.int64(), True)},
-                       id_columns=("user", "artist"))
+    table = to_numeric(
+        data, ref, bad, {**numbers, "tag": (pa.int64(), True)}, id_columns=("user", "artist")
+    )
     user = table.column("user").to_numpy(zero_copy_only=False).astype(np.int64)
     artist = table.column("artist").to_numpy(zero_copy_only=False).astype(np.int64)
     tag = table.column("tag").to_numpy()

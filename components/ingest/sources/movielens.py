@@ -114,7 +114,9 @@ def _read_ratings(ref: FileRef, layout: str, bad: BadRows) -> tuple[pa.Table, in
         delimiter = "\t" if layout == "u.data" else "::"
         data = read_delimited(ref, COLUMNS, bad, delimiter=delimiter, quoting=False)
     table = to_numeric(
-        data, ref, bad,
+        data,
+        ref,
+        bad,
         {"rating": (pa.float64(), True), "timestamp": (pa.int64(), True)},
         id_columns=("user_id", "item_id"),
     )
@@ -165,7 +167,7 @@ def _parse_u_item(ref: FileRef, genres: list[str]):
             problems.append(f"{ref.name}:{number}: expected 5 + {len(genres)} fields")
             continue
         ids.append(fields[0].strip())
-        domains.append([g for g, flag in zip(genres, flags) if flag.strip() == "1"])
+        domains.append([g for g, flag in zip(genres, flags, strict=True) if flag.strip() == "1"])
     return ids, domains, problems
 
 
@@ -190,10 +192,12 @@ def _parse_movies_csv(ref: FileRef):
     ids = data.table.column("item_id").to_pylist()
     genres = data.table.column("genres").to_pylist()
     keep = [value.strip().isdigit() for value in ids]
-    problems += [f"{ref.name}: non-numeric movieId {v!r}" for v, ok in zip(ids, keep) if not ok]
+    problems += [
+        f"{ref.name}: non-numeric movieId {v!r}" for v, ok in zip(ids, keep, strict=True) if not ok
+    ]
     return (
-        [v.strip() for v, ok in zip(ids, keep) if ok],
-        [_split_genres(g) for g, ok in zip(genres, keep) if ok],
+        [v.strip() for v, ok in zip(ids, keep, strict=True) if ok],
+        [_split_genres(g) for g, ok in zip(genres, keep, strict=True) if ok],
         problems,
     )
 

@@ -66,8 +66,10 @@ def read(path: Path, options: dict) -> RawData:
     items_ref = _items_file(sequences, options)
     items = _read_items(items_ref, options) if items_ref else None
     if items_ref is None:
-        log.warning("%s: no items.csv next to it and no --items: every item gets domain (none)",
-                    sequences.name)
+        log.warning(
+            "%s: no items.csv next to it and no --items: every item gets domain (none)",
+            sequences.name,
+        )
     return RawData(
         interactions=raw_interactions(interactions),
         items=items,
@@ -112,8 +114,9 @@ def _read_items(ref: FileRef, options: dict) -> pa.Table:
         ref, header, bad, delimiter=delimiter, skip_rows=1, include=[id_col, domain_col]
     )
     if bad.count:
-        log.warning("%s: skipped %d malformed item row(s); first: %s",
-                    ref.name, bad.count, bad.examples[0])
+        log.warning(
+            "%s: skipped %d malformed item row(s); first: %s", ref.name, bad.count, bad.examples[0]
+        )
     table = data.table
     return raw_items(
         pc.utf8_trim_whitespace(table.column(id_col)),

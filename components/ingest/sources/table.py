@@ -29,9 +29,9 @@ from components.ingest.sources._read import (
     clean_domain_lists,
     header_fields,
     locate,
+    parse_timestamps,
     raw_interactions,
     raw_items,
-    parse_timestamps,
     read_delimited,
     split_domains,
     to_numeric,
@@ -58,8 +58,8 @@ def read(path: Path, options: dict) -> RawData:
     else:
         table, rows_read = _read_csv(ref, columns, bad, options)
 
-    items_ref = FileRef(Path(options["items"])) if options.get("items") else ref.sibling(
-        ITEMS_NAMES
+    items_ref = (
+        FileRef(Path(options["items"])) if options.get("items") else ref.sibling(ITEMS_NAMES)
     )
     if items_ref is not None and items_ref.path == ref.path and items_ref.member == ref.member:
         items_ref = None
@@ -96,8 +96,12 @@ def _delimiter(ref: FileRef, options: dict) -> str:
 
 
 def _require_columns(ref: FileRef, present: list[str], wanted: dict[str, str], options: dict):
-    flags = {"user_id": "--user-col", "item_id": "--item-col", "timestamp": "--time-col",
-             "rating": "--rating-col"}
+    flags = {
+        "user_id": "--user-col",
+        "item_id": "--item-col",
+        "timestamp": "--time-col",
+        "rating": "--rating-col",
+    }
     for key, column in wanted.items():
         if column in present:
             continue
@@ -201,12 +205,22 @@ def _read_items(ref: FileRef, options: dict) -> pa.Table:
             raise ConfigError(f"{ref.name}: no column {column!r} ({flag}); the table has {present}")
     if not _is_parquet(ref):
         item_bad = BadRows()
-        data = read_delimited(ref, present, item_bad, delimiter=_delimiter(ref, options),
-                              skip_rows=1, include=[id_col, domain_col])
+        data = read_delimited(
+            ref,
+            present,
+            item_bad,
+            delimiter=_delimiter(ref, options),
+            skip_rows=1,
+            include=[id_col, domain_col],
+        )
         table = data.table
         if item_bad.count:
-            log.warning("%s: skipped %d malformed item row(s); first: %s",
-                        ref.name, item_bad.count, item_bad.examples[0])
+            log.warning(
+                "%s: skipped %d malformed item row(s); first: %s",
+                ref.name,
+                item_bad.count,
+                item_bad.examples[0],
+            )
     domains = table.column(domain_col)
     if pa.types.is_list(domains.type) or pa.types.is_large_list(domains.type):
         domains = clean_domain_lists(pc.cast(domains, pa.list_(pa.string())))

@@ -1,1 +1,156 @@
-def read(path, options): raise NotImplementedError
+"""Yelp Open Dataset: ``review.json`` + ``business.json`` (JSON lines; optionally .gz or zipped).
+
+Reviews: ``user_id, business_id, stars, date`` ("YYYY-MM-DD HH:MM:SS", read as UTC; a bare
+"YYYY-MM-DD" is midnight). Businesses: ``business_id, categories`` ("A, B, C" or null).
+Domain: the business's first listed category; with ``domain_map`` ({category: domain}, a dict,
+JSON text or a .json file) *(our choice)*: the mapped domain of every listed category found in the
+map (deduplicated, listed order), none when no category is mapped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from components.errors import ConfigError, InputError
+from components.ingest.raw import RawData
+from components.ingest.sources._read import (
+    BadRows,
+    FileRef,
+    is_zip,
+    locate,
+    raw_interactions,
+    raw_items,
+    read_json_lines,
+)
+
+log = logging.getLogger("dwlrec.ingest")
+
+REVIEW_NAMES = ("review.json", "yelp_academic_dataset_review.json")
+BUSINESS_NAMES = ("business.json", "yelp_academic_dataset_business.json")
+DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
+REVIEW_FIELDS = {
+    "user_id": pa.string(),
+    "business_id": pa.string(),
+    "stars": pa.float64(),
+    "date": pa.string(),
+}
+REQUIRED = ("user_id", "business_id", "date")
+
+
+def read(path: Path, options: dict) -> RawData:
+    """Read Yelp reviews and business categories from ``path`` (file, directory or zip)."""
+    domain_map = _domain_map(options.get("domain_map"))
+    reviews = _find_reviews(path)
+    bad = BadRows()
+    rows = read_json_lines(reviews, REVIEW_FIELDS, bad, required=REQUIRED)
+    seconds = _parse_dates(rows.table.column("date"))
+    if seconds.null_count and rows.lines is None:
+        bad = BadRows()  # the fast reader has no line numbers: read again, line by line
+        rows = read_json_lines(reviews, REVIEW_FIELDS, bad, required=REQUIRED, exact=True)
+        seconds = _parse_dates(rows.table.column("date"))
+    table = rows.table
+    if seconds.null_count:
+        invalid = seconds.is_null().to_numpy(zero_copy_only=False)
+        index = np.flatnonzero(invalid)
+        dates = table.column("date")
+        bad.add_many(
+            reviews.name,
+            rows.lines[index],
+            [f"unparsable date {dates[int(i)].as_py()!r}" for i in index[:5]]
+            + [""] * max(0, len(index) - 5),
+        )
+        keep = pa.array(~invalid)
+        table, seconds = table.filter(keep), seconds.filter(keep)
+    interactions = pa.table(
+        {
+            "user_id": table.column("user_id"),
+            "item_id": table.column("business_id"),
+            "timestamp": seconds,
+            "rating": table.column("stars"),
+        }
+    )
+
+    business = reviews.sibling(BUSINESS_NAMES)
+    if options.get("items"):
+        business = FileRef(Path(options["items"]))
+    if business is None:
+        raise InputError(
+            f"{reviews.name}: no {' or '.join(BUSINESS_NAMES)} next to it (the business "
+            f"categories are the domains); pass its location with --items"
+        )
+    return RawData(
+        interactions=raw_interactions(interactions),
+        items=_read_business(business, domain_map),
+        rows_read=rows.rows_read,
+        bad_rows=bad.count,
+        bad_examples=bad.examples,
+        source_files=[reviews.name, business.name],
+    )
+
+
+def _find_reviews(path: Path) -> FileRef:
+    if path.is_file() and not is_zip(path):
+        return FileRef(path)
+    found = locate(path, REVIEW_NAMES)
+    if found is None:
+        raise InputError(
+            f"{path}: no Yelp reviews file found; expected {' or '.join(REVIEW_NAMES)} with "
+            f"{' or '.join(BUSINESS_NAMES)} (JSON lines, optionally .gz or in a .zip)"
+        )
+    return found
+
+
+def _domain_map(value) -> dict[str, str] | None:
+    if value is None or isinstance(value, dict):
+        return value
+    text = str(value)
+    if not text.lstrip().startswith("{"):
+        try:
+            text = Path(text).read_text()
+        except OSError as exc:
+            raise ConfigError(f"--domain-map {value}: cannot read ({exc})") from exc
+    try:
+        mapping = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--domain-map {value}: not a JSON object ({exc})") from exc
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"--domain-map {value}: expected a JSON object {{category: domain}}")
+    return {str(k): str(v) for k, v in mapping.items()}
+
+
+def _parse_dates(dates: pa.ChunkedArray | pa.Array) -> pa.Array:
+    dates = pc.utf8_trim_whitespace(dates)
+    result = None
+    for fmt in DATE_FORMATS:
+        parsed = pc.cast(pc.strptime(dates, format=fmt, unit="s", error_is_null=True), pa.int64())
+        result = parsed if result is None else pc.coalesce(result, parsed)
+        if result.null_count == 0:
+            break
+    return result.combine_chunks() if isinstance(result, pa.ChunkedArray) else result
+
+
+def _read_business(ref: FileRef, domain_map: dict[str, str] | None) -> pa.Table:
+    bad = BadRows()
+    fields = {"business_id": pa.string(), "categories": pa.string()}
+    rows = read_json_lines(ref, fields, bad, required=("business_id",))
+    if bad.count:
+        log.warning(
+            "%s: skipped %d malformed business line(s); first: %s",
+            ref.name,
+            bad.count,
+            bad.examples[0],
+        )
+    domains = []
+    for text in rows.table.column("categories").to_pylist():
+        listed = [c.strip() for c in (text or "").split(",") if c.strip()]
+        if domain_map is None:
+            domains.append(listed[:1])
+        else:
+            domains.append(list(dict.fromkeys(domain_map[c] for c in listed if c in domain_map)))
+    return raw_items(rows.table.column("business_id"), domains)
