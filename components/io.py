@@ -111,32 +111,30 @@ def _split_gcs(uri: str) -> tuple[str, str]:
 
 
 def _localize_gcs(uri: str, cache_dir: Path) -> Path:
-    bucket_name, prefix = _split_gcs(uri)
+    """Download one object, or every object under a prefix, into the cache (atomically)."""
+    bucket_name, name = _split_gcs(uri)
     root = cache_dir / "gcs" / _cache_key(uri)
     try:
         client = _gcs_client()
-        bucket = client.bucket(bucket_name)
-        blob = bucket.get_blob(prefix) if prefix and not prefix.endswith("/") else None
-        blobs = [blob] if blob is not None else list(
-            client.list_blobs(bucket_name, prefix=prefix.rstrip("/") + "/" if prefix else None)
-        )
+        single = client.bucket(bucket_name).get_blob(name) if name and not name.endswith("/") else None
+        if single is not None:
+            blobs, prefix = [single], name.rsplit("/", 1)[0] + "/" if "/" in name else ""
+        else:
+            prefix = name.rstrip("/") + "/" if name else ""
+            blobs = [b for b in client.list_blobs(bucket_name, prefix=prefix or None)
+                     if not b.name.endswith("/")]
         if not blobs:
             raise InputError(f"{uri}: no such object or prefix")
         with atomic_dir(root) as staging:
-            for item in blobs:
-                rel = Path(item.name).name if blob is not None else item.name[len(prefix.rstrip("/")) + 1 :] if prefix else item.name
-                if not rel or rel.endswith("/"):
-                    continue
-                dest = staging / rel
+            for blob in blobs:
+                dest = staging / blob.name[len(prefix):]
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                item.download_to_filename(str(dest))
+                blob.download_to_filename(str(dest))
     except InputError:
         raise
-    except Exception as exc:  # google.api_core errors, auth errors, connection errors
+    except Exception as exc:  # google.api_core, auth and connection errors
         raise InputError(f"{uri}: cannot read from GCS ({type(exc).__name__}: {exc})") from exc
-    if blob is not None:
-        return root / Path(blob.name).name
-    return root
+    return root / single.name[len(prefix):] if single is not None else root
 
 
 @contextlib.contextmanager

@@ -12,14 +12,19 @@ import math
 from collections.abc import Sequence
 
 
-def new_figure(width: float = 8.0, height: float = 4.0):
-    """A matplotlib (figure, axes) pair on the non-interactive Agg backend."""
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (headless machines, containers)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(width, height))
+    return plt
+
+
+def new_figure(width: float = 8.0, height: float = 4.0):
+    """A matplotlib (figure, axes) pair on the Agg backend."""
+    return pyplot().subplots(figsize=(width, height))
 
 
 def figure_to_svg(fig) -> str:
@@ -82,7 +87,7 @@ code { background: #f3f3f3; padding: 0 0.2em; }
 def html_page(title: str, body: str) -> str:
     """A self-contained HTML page (no external assets) around ``body``."""
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n<style>{PAGE_STYLE}</style>\n</head>\n"
         f"<body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body>\n</html>\n"
     )

@@ -73,7 +73,7 @@ def _run(args) -> None:
     summary = run_local(params=params, runner=args.runner, pipeline_root=args.pipeline_root,
                         image=args.image, enable_caching=args.cache,
                         parallelism=args.parallelism)
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(summary))  # one line, after kfp's task logs
     print(f"report: {summary['report_html']}")
 
 

@@ -71,7 +71,7 @@ def run_local(
     local.init(runner=make_runner(runner, image), pipeline_root=str(pipeline_root),
                enable_caching=enable_caching, raise_on_error=True)
     config = PipelineConfig(image=image, cuda_image=image, gpu=False, parallelism=parallelism,
-                            enable_caching=enable_caching)
+                            enable_caching=enable_caching, resource_limits=False)
     pipeline = build_pipeline(config)
     started = time.perf_counter()
     try:

@@ -48,6 +48,9 @@ class PipelineConfig:
     cuda_image: str = field(default_factory=cuda_image)  # train and evaluate when gpu=True
     gpu: bool = True  # train/evaluate request accelerator_type × accelerator_count
     parallelism: int = 0  # variants trained at once (0 = all)
+    # CPU/memory limits on train/evaluate. Off for kfp.local: it ignores them, and its
+    # ParallelFor cannot resolve resource placeholders (pipeline parameters) inside the loop.
+    resource_limits: bool = True
     enable_caching: bool = True
 
 
@@ -67,7 +70,8 @@ def build_pipeline(config: PipelineConfig | None = None):
     report_op = report_component.component(config.image)
 
     def request_resources(task, accelerator_type, accelerator_count, cpu_limit, memory_limit):
-        task.set_cpu_limit(cpu_limit).set_memory_limit(memory_limit)
+        if config.resource_limits:
+            task.set_cpu_limit(cpu_limit).set_memory_limit(memory_limit)
         if config.gpu:
             task.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_count)
         return task

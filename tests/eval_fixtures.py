@@ -172,9 +172,7 @@ def constant_model(n_items: int) -> FakeModel:
     """Every item gets the same score."""
     import torch
 
-    return FakeModel(
-        n_items, lambda prefix: torch.ones(len(prefix), 4), torch.ones(n_items + 1, 4)
-    )
+    return FakeModel(n_items, lambda prefix: torch.ones(len(prefix), 4), torch.ones(n_items + 1, 4))
 
 
 def copy_model(n_items: int) -> FakeModel:

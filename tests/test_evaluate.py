@@ -9,17 +9,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-
-from components.errors import ConfigError, InputError
-from components.evaluate.cli import main as evaluate_cli
-from components.evaluate.evaluate import (
-    EvalConfig,
-    domain_slot_shares,
-    evaluate,
-    evaluate_model,
-    load_domain_stats,
-)
-from components.schema import load_dataset
 from eval_fixtures import (
     DOMAINS,
     FakeModel,
@@ -32,6 +21,17 @@ from eval_fixtures import (
     write_model_dir,
     write_stats,
 )
+
+from components.errors import ConfigError, InputError
+from components.evaluate.cli import main as evaluate_cli
+from components.evaluate.evaluate import (
+    EvalConfig,
+    domain_slot_shares,
+    evaluate,
+    evaluate_model,
+    load_domain_stats,
+)
+from components.schema import load_dataset
 
 torch.set_num_threads(1)
 N_ITEMS = 60
@@ -87,9 +87,7 @@ def test_no_leakage_when_the_last_item_is_unique_per_user(tmp_path):
     dataset = load_dataset(dataset_dir)
     stats = load_domain_stats(write_stats(tmp_path / "stats", dataset_dir), dataset)
     model = copy_model(n_items)
-    per_user, rows, _ = evaluate_model(
-        dataset, stats, model, 20, EvalConfig(bootstrap=0), "cpu"
-    )
+    per_user, rows, _ = evaluate_model(dataset, stats, model, 20, EvalConfig(bootstrap=0), "cpu")
     prefixes = torch.cat(model.prefixes).numpy()
     for u, sequence in enumerate(sequences):
         # the model saw exactly train + valid (left-padded) and never the target

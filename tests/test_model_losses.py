@@ -72,8 +72,9 @@ def test_ce_matches_reference_and_autograd(max_logits):
         return logits.logsumexp(1) - (states * items[targets]).sum(1)
 
     ref_grads = _grads(plain, states, items)
-    got_grads = _grads(lambda: full_ce(states, targets, items, max_logits=max_logits) * 1.7,
-                       states, items)
+    got_grads = _grads(
+        lambda: full_ce(states, targets, items, max_logits=max_logits) * 1.7, states, items
+    )
     _close(got_grads[0], ref_grads[0] * 1.7)
     _close(got_grads[1], ref_grads[1] * 1.7)
     assert torch.all(got_grads[1][0] == 0)  # the padding row is never a candidate
@@ -81,8 +82,9 @@ def test_ce_matches_reference_and_autograd(max_logits):
 
 def test_ce_gradcheck():
     states, items, targets = _inputs(n=4, n_items=9)
-    assert torch.autograd.gradcheck(lambda s, e: full_ce(s, targets, e, max_logits=5),
-                                    (states, items))
+    assert torch.autograd.gradcheck(
+        lambda s, e: full_ce(s, targets, e, max_logits=5), (states, items)
+    )
 
 
 # ---- sampled softmax ----
@@ -199,8 +201,9 @@ def test_unit_weights_give_exactly_the_unweighted_gradients():
     states, items, targets = _inputs(seed=8)
     s1, e1 = _grads(lambda: full_ce(states, targets, items).mean()[None], states, items)
     omega = torch.ones(N, dtype=torch.float64)
-    s2, e2 = _grads(lambda: weighted_mean(full_ce(states, targets, items), omega, N)[None],
-                    states, items)
+    s2, e2 = _grads(
+        lambda: weighted_mean(full_ce(states, targets, items), omega, N)[None], states, items
+    )
     assert torch.equal(s1, s2) and torch.equal(e1, e2)
 
 
@@ -267,8 +270,14 @@ def _sequences():
             users.append(u)
             items.append(item)
             splits.append(split)
-    table = pa.table({"user_idx": pa.array(users, pa.int32()), "item_idx": pa.array(items, pa.int32()),
-                      "timestamp": pa.array(range(len(users)), pa.int64()), "split": splits})
+    table = pa.table(
+        {
+            "user_idx": pa.array(users, pa.int32()),
+            "item_idx": pa.array(items, pa.int32()),
+            "timestamp": pa.array(range(len(users)), pa.int64()),
+            "split": splits,
+        }
+    )
     return UserSequences.from_interactions(table, n_items=9)
 
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from components.errors import ConfigError, InputError
+from components.errors import ConfigError
 from components.io import sha256_file
 from components.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, load_dataset
 from components.sequences import UserSequences
@@ -26,8 +26,16 @@ from components.train.trainer import TrainConfig, TrainingError, evaluate_split,
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"max_len": 12, "d_model": 16, "n_blocks": 1, "n_heads": 2, "batch_size": 16,
-        "threads": 1, "progress": False, "negatives": 8}
+TINY = {
+    "max_len": 12,
+    "d_model": 16,
+    "n_blocks": 1,
+    "n_heads": 2,
+    "batch_size": 16,
+    "threads": 1,
+    "progress": False,
+    "negatives": 8,
+}
 
 
 def write_dataset(root: Path, n_users=80, n_items=60, seed=0) -> Path:
@@ -46,20 +54,42 @@ def write_dataset(root: Path, n_users=80, n_items=60, seed=0) -> Path:
             items.append(item)
             times.append(1000 * u + k)
             splits.append("test" if k == length - 1 else "valid" if k == length - 2 else "train")
-    domains = [["rare"] if i % 10 == 0 else ["mid", "dense"] if i % 3 == 0 else ["dense"]
-               for i in range(1, n_items + 1)]
+    domains = [
+        ["rare"] if i % 10 == 0 else ["mid", "dense"] if i % 3 == 0 else ["dense"]
+        for i in range(1, n_items + 1)
+    ]
     root.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"item_idx": pa.array(range(1, n_items + 1), pa.int32()),
-                             "item_id": [f"i{i}" for i in range(1, n_items + 1)],
-                             "domains": domains}, schema=ITEMS_SCHEMA), root / "items.parquet")
-    pq.write_table(pa.table({"user_idx": pa.array(users, pa.int32()),
-                             "item_idx": pa.array(items, pa.int32()),
-                             "timestamp": pa.array(times, pa.int64()), "split": splits},
-                            schema=INTERACTIONS_SCHEMA), root / "interactions.parquet")
-    manifest = {"source": "test", "counts": {"users": n_users, "items": n_items,
-                                             "interactions": len(users)},
-                "files": {name: {"sha256": sha256_file(root / name)}
-                          for name in ("items.parquet", "interactions.parquet")}}
+    pq.write_table(
+        pa.table(
+            {
+                "item_idx": pa.array(range(1, n_items + 1), pa.int32()),
+                "item_id": [f"i{i}" for i in range(1, n_items + 1)],
+                "domains": domains,
+            },
+            schema=ITEMS_SCHEMA,
+        ),
+        root / "items.parquet",
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "user_idx": pa.array(users, pa.int32()),
+                "item_idx": pa.array(items, pa.int32()),
+                "timestamp": pa.array(times, pa.int64()),
+                "split": splits,
+            },
+            schema=INTERACTIONS_SCHEMA,
+        ),
+        root / "interactions.parquet",
+    )
+    manifest = {
+        "source": "test",
+        "counts": {"users": n_users, "items": n_items, "interactions": len(users)},
+        "files": {
+            name: {"sha256": sha256_file(root / name)}
+            for name in ("items.parquet", "interactions.parquet")
+        },
+    }
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
 
@@ -82,14 +112,27 @@ def _assert_same_params(a: dict, b: dict, atol: float = 0.0) -> None:
         if atol == 0.0:
             assert torch.equal(a[key], b[key]), key
         else:
-            assert torch.allclose(a[key], b[key], rtol=0, atol=atol), (key, (a[key] - b[key]).abs().max())
+            assert torch.allclose(a[key], b[key], rtol=0, atol=atol), (
+                key,
+                (a[key] - b[key]).abs().max(),
+            )
 
 
 def test_overfits_a_learnable_dataset_and_writes_the_artifact(data, tmp_path):
     dataset, weights = data
     out = tmp_path / "model"
-    summary = train(dataset, weights, out, scheme="dynamic", loss="ce", epochs=25, lr=0.01,
-                    dropout=0.0, patience=0, **TINY)
+    summary = train(
+        dataset,
+        weights,
+        out,
+        scheme="dynamic",
+        loss="ce",
+        epochs=25,
+        lr=0.01,
+        dropout=0.0,
+        patience=0,
+        **TINY,
+    )
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == list(range(1, 26))
     assert log[-1]["train_loss"] < 0.5 < log[0]["train_loss"]  # ln(60) ≈ 4.1 at the start
@@ -121,43 +164,97 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(data, tmp_path):
     second = train(dataset, weights, tmp_path / "resumed", resume=True, **options)
     assert second["epochs_run"] == 2
     for name in ("model.pt", "checkpoints/best.pt"):
-        _assert_same_params(_params(tmp_path / "straight" / name), _params(tmp_path / "resumed" / name))
-    last = [torch.load(tmp_path / d / "checkpoints/last.pt", weights_only=True)
-            for d in ("straight", "resumed")]
+        _assert_same_params(
+            _params(tmp_path / "straight" / name), _params(tmp_path / "resumed" / name)
+        )
+    last = [
+        torch.load(tmp_path / d / "checkpoints/last.pt", weights_only=True)
+        for d in ("straight", "resumed")
+    ]
     _assert_same_params(last[0]["model"], last[1]["model"])
 
     def strip(directory):
         rows = [json.loads(x) for x in (tmp_path / directory / "train_log.jsonl").open()]
-        return [{k: v for k, v in r.items() if k not in ("seconds", "sequences_per_s")} for r in rows]
+        return [
+            {k: v for k, v in r.items() if k not in ("seconds", "sequences_per_s")} for r in rows
+        ]
 
     assert strip("straight") == strip("resumed")
-    assert (json.loads((tmp_path / "straight" / "weights_history.json").read_text())
-            == json.loads((tmp_path / "resumed" / "weights_history.json").read_text()))
+    assert json.loads((tmp_path / "straight" / "weights_history.json").read_text()) == json.loads(
+        (tmp_path / "resumed" / "weights_history.json").read_text()
+    )
 
 
 def test_resume_refuses_a_different_configuration(data, tmp_path):
     dataset, weights = data
     train(dataset, weights, tmp_path / "m", epochs=1, scheme="inverse", **TINY)
     with pytest.raises(ConfigError, match="cannot --resume.*lr"):
-        train(dataset, weights, tmp_path / "m", epochs=2, scheme="inverse", lr=0.5, resume=True,
-              **TINY)
+        train(
+            dataset,
+            weights,
+            tmp_path / "m",
+            epochs=2,
+            scheme="inverse",
+            lr=0.5,
+            resume=True,
+            **TINY,
+        )
 
 
 def test_ddp_two_gloo_processes_equal_one_process(data, tmp_path):
     dataset, weights = data
-    args = ["--dataset", str(dataset), "--weights", str(weights), "--scheme", "dynamic",
-            "--loss", "ce", "--epochs", "2", "--dropout", "0", "--batch-size", "16",
-            "--max-len", "12", "--d-model", "16", "--n-blocks", "1", "--threads", "1",
-            "--no-progress", "--device", "cpu"]
+    args = [
+        "--dataset",
+        str(dataset),
+        "--weights",
+        str(weights),
+        "--scheme",
+        "dynamic",
+        "--loss",
+        "ce",
+        "--epochs",
+        "2",
+        "--dropout",
+        "0",
+        "--batch-size",
+        "16",
+        "--max-len",
+        "12",
+        "--d-model",
+        "16",
+        "--n-blocks",
+        "1",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ddp = subprocess.run([sys.executable, "-m", "components.train", *args, "--output",
-                          str(tmp_path / "ddp"), "--nproc-per-node", "2"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=300)
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "components.train",
+            *args,
+            "--output",
+            str(tmp_path / "ddp"),
+            "--nproc-per-node",
+            "2",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert json.loads((tmp_path / "ddp" / "config.json").read_text())["world_size"] == 2
     assert cli.main([*args, "--output", str(tmp_path / "single")]) == 0
-    single, both = (torch.load(tmp_path / d / "checkpoints/last.pt", weights_only=True)
-                    for d in ("single", "ddp"))
+    single, both = (
+        torch.load(tmp_path / d / "checkpoints/last.pt", weights_only=True)
+        for d in ("single", "ddp")
+    )
     assert single["state"]["step"] == both["state"]["step"] == 10  # 80 users / 16 × 2 epochs
     _assert_same_params(single["model"], both["model"], atol=1e-5)
     assert single["weighter"]["weights"] == pytest.approx(both["weighter"]["weights"], abs=1e-12)
@@ -185,8 +282,9 @@ def test_scheme_none_needs_no_weights_file(data, tmp_path):
 
 def test_nan_loss_stops_with_the_step(data, tmp_path, monkeypatch):
     dataset, weights = data
-    monkeypatch.setattr(LossFunction, "__call__",
-                        lambda self, states, targets, items: states.sum(-1) * float("nan"))
+    monkeypatch.setattr(
+        LossFunction, "__call__", lambda self, states, targets, items: states.sum(-1) * float("nan")
+    )
     with pytest.raises(TrainingError, match="loss is nan at epoch 1, step 1"):
         train(dataset, weights, tmp_path / "m", epochs=1, **TINY)
     assert not (tmp_path / "m" / "model.pt").exists()
@@ -208,8 +306,10 @@ def test_dataset_without_split_column_is_rejected(data, tmp_path, capsys):
         (broken / name).write_bytes((dataset / name).read_bytes())
     table = pq.read_table(dataset / "interactions.parquet").drop_columns(["split"])
     pq.write_table(table, broken / "interactions.parquet")
-    rc, err = _cli(["--dataset", str(broken), "--weights", str(weights), "--output",
-                    str(tmp_path / "out")], capsys)
+    rc, err = _cli(
+        ["--dataset", str(broken), "--weights", str(weights), "--output", str(tmp_path / "out")],
+        capsys,
+    )
     assert rc == 2 and "interactions.parquet: missing column(s) ['split']" in err
     assert not (tmp_path / "out").exists()
 
@@ -218,8 +318,19 @@ def test_weights_of_another_dataset_are_rejected(data, tmp_path, capsys):
     dataset, _ = data
     other = write_dataset(tmp_path / "other", n_items=50)
     compute_stats(other, tmp_path / "other_stats")
-    rc, err = _cli(["--dataset", str(dataset), "--weights", str(tmp_path / "other_stats"),
-                    "--scheme", "inverse", "--output", str(tmp_path / "out")], capsys)
+    rc, err = _cli(
+        [
+            "--dataset",
+            str(dataset),
+            "--weights",
+            str(tmp_path / "other_stats"),
+            "--scheme",
+            "inverse",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capsys,
+    )
     assert rc == 2 and "another dataset" in err and "n_items" in err
     assert not (tmp_path / "out").exists()
 
@@ -241,8 +352,19 @@ def test_unknown_scheme_or_loss_is_rejected(data, tmp_path, capsys):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
 def test_device_cuda_without_a_gpu_is_rejected(data, tmp_path, capsys):
     dataset, weights = data
-    rc, err = _cli(["--dataset", str(dataset), "--weights", str(weights), "--device", "cuda",
-                    "--output", str(tmp_path / "out")], capsys)
+    rc, err = _cli(
+        [
+            "--dataset",
+            str(dataset),
+            "--weights",
+            str(weights),
+            "--device",
+            "cuda",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capsys,
+    )
     assert rc == 2 and "--device cuda: no CUDA device" in err
     assert not (tmp_path / "out").exists()
 
@@ -265,8 +387,16 @@ def test_importing_the_step_does_not_import_torch():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_trains_on_cuda_with_bf16(data, tmp_path):
     dataset, weights = data
-    summary = train(dataset, weights, tmp_path / "m", scheme="dynamic", epochs=2, lr=0.01,
-                    device="cuda", **{**TINY, "threads": 0})
+    summary = train(
+        dataset,
+        weights,
+        tmp_path / "m",
+        scheme="dynamic",
+        epochs=2,
+        lr=0.01,
+        device="cuda",
+        **{**TINY, "threads": 0},
+    )
     assert summary["device"].startswith("cuda") and summary["best_val"]["recall@10"] > 0
     model, _ = load_model(tmp_path / "m", device="cuda")
     assert next(model.parameters()).is_cuda

@@ -33,9 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("--dataset", required=True, help="ingest output dir (local, gs://, https://)")
-    parser.add_argument("--stats", required=True, help="stats step output dir (domains, power users)")
-    parser.add_argument("--model", required=True, help="train step output dir (model.pt, config.json)")
+    parser.add_argument(
+        "--dataset", required=True, help="ingest output dir (local, gs://, https://)"
+    )
+    parser.add_argument(
+        "--stats", required=True, help="stats step output dir (domains, power users)"
+    )
+    parser.add_argument(
+        "--model", required=True, help="train step output dir (model.pt, config.json)"
+    )
     parser.add_argument("--output", required=True, help="output dir (replaced atomically)")
     parser.add_argument("--k", type=int, nargs="+", default=[10, 20], help="cut-offs K")
     parser.add_argument(
@@ -44,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="drop the items the user interacted with before the target (train+valid) from the "
         "candidates; off by default (the output records which)",
     )
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: no CI)")
+    parser.add_argument(
+        "--bootstrap", type=int, default=1000, help="bootstrap resamples (0: no CI)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--batch-size", type=int, default=256, help="users per model forward pass")

@@ -6,9 +6,16 @@ from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
 from components.kfp_support import cuda_image
 
 
-def evaluate(dataset: Input[Dataset], stats: Input[Dataset], model: Input[Model], variant: str,
-             options: dict, metrics: Output[Metrics], summary: Output[Markdown],
-             evaluation: Output[Dataset]):
+def evaluate(
+    dataset: Input[Dataset],
+    stats: Input[Dataset],
+    model: Input[Model],
+    variant: str,
+    options: dict,
+    metrics: Output[Metrics],
+    summary: Output[Markdown],
+    evaluation: Output[Dataset],
+):
     """Full-ranking evaluation of one variant's model, overall and per domain/power-user cohort.
 
     ``metrics`` carries the overall Recall@10/NDCG@10 (shown in the KFP/Vertex UI); ``evaluation``
@@ -21,8 +28,13 @@ def evaluate(dataset: Input[Dataset], stats: Input[Dataset], model: Input[Model]
     from components.kfp_support import copy_file, restore_ints, write_artifact_dir
 
     def produce(out_dir):
-        return run_evaluate(dataset_dir=dataset.path, stats_dir=stats.path, model_dir=model.path,
-                            output_dir=out_dir, **restore_ints(options))
+        return run_evaluate(
+            dataset_dir=dataset.path,
+            stats_dir=stats.path,
+            model_dir=model.path,
+            output_dir=out_dir,
+            **restore_ints(options),
+        )
 
     write_artifact_dir(evaluation.path, produce)
     evaluation.metadata["variant"] = variant

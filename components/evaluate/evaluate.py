@@ -30,8 +30,14 @@ from components.evaluate.metrics import (
     recall_at_k,
     stable_seed,
 )
-from components.io import atomic_dir, library_versions, localize, write_json_atomic
-from components.io import write_parquet_atomic, write_text_atomic
+from components.io import (
+    atomic_dir,
+    library_versions,
+    localize,
+    write_json_atomic,
+    write_parquet_atomic,
+    write_text_atomic,
+)
 from components.reporting import format_value, markdown_table
 from components.schema import Dataset, dataset_fingerprint, load_dataset
 from components.sequences import SPLIT_CODE, UserSequences
@@ -122,7 +128,9 @@ def load_domain_stats(stats_dir: str | Path, dataset: Dataset) -> DomainStats:
     shares = dict(zip(domains, stats.column("p_d").to_pylist(), strict=True))
     unknown = sorted(set(dataset.domain_names()) - set(domains))
     if unknown:
-        raise ConfigError(f"{files['domain_stats.parquet']}: domains {unknown} of the dataset missing")
+        raise ConfigError(
+            f"{files['domain_stats.parquet']}: domains {unknown} of the dataset missing"
+        )
     power = pq.read_table(files["power_users.parquet"])
     needed = {"user_idx", "domain", "share"}
     if not needed <= set(power.column_names):
@@ -254,7 +262,10 @@ def per_user_table(
             by_user.setdefault(user, []).append(domain)
         order = {d: i for i, d in enumerate(stats.domains)}
         columns[power_column(theta)] = pa.array(
-            [sorted(by_user.get(int(u), []), key=lambda d: order.get(d, len(order))) for u in users],
+            [
+                sorted(by_user.get(int(u), []), key=lambda d: order.get(d, len(order)))
+                for u in users
+            ],
             pa.list_(pa.string()),
         )
     return pa.table(columns)
@@ -293,9 +304,9 @@ def metric_names(ks) -> list[str]:
 
 def per_user_metrics(ranks: np.ndarray, ks) -> np.ndarray:
     """[U, 2·len(ks)] per-user metric values, columns in ``metric_names(ks)`` order."""
-    return np.stack(
-        [f(ranks, k) for k in ks for f in (recall_at_k, ndcg_at_k)], axis=1
-    ).reshape(len(ranks), 2 * len(ks))
+    return np.stack([f(ranks, k) for k in ks for f in (recall_at_k, ndcg_at_k)], axis=1).reshape(
+        len(ranks), 2 * len(ks)
+    )
 
 
 def cohort_key_str(key: dict) -> str:
@@ -407,9 +418,7 @@ def metrics_markdown(metrics: dict, rows: list[dict]) -> str:
         f"Full ranking over all {metrics['n_items']} items, {metrics['n_users']} test users, "
         f"pessimistic ties, seen items {'excluded' if metrics['exclude_seen'] else 'kept'}. "
         f"95% bootstrap CIs over users ({metrics['bootstrap']['resamples']} resamples).\n",
-        "Coverage: "
-        + ", ".join(f"{k} = {v:.4f}" for k, v in metrics["coverage"].items())
-        + "\n",
+        "Coverage: " + ", ".join(f"{k} = {v:.4f}" for k, v in metrics["coverage"].items()) + "\n",
     ]
     k0 = str(ks[0])
     header = ["cohort", "domain", "θ", "n", *names, f"top-{k0} share", "target share"]
@@ -499,12 +508,35 @@ def evaluate(
             )
     max_len = int(model_config["model"]["max_len"])
     per_user, rows, info = evaluate_model(dataset, stats, model, max_len, config, device)
+    metrics = write_eval_dir(
+        output_dir, dataset, stats, config, per_user, rows, info, model_config, model_root,
+        extra={"device": device, "seconds": round(time.perf_counter() - started, 3)},
+    )  # fmt: skip
+    log.info("evaluated %d users in %.1fs → %s", per_user.num_rows, metrics["seconds"], output_dir)
+    return {
+        "output_dir": str(output_dir),
+        **metrics["summary"],
+        "scheme": metrics["model"]["scheme"],
+    }
 
-    overall = rows[0]
+
+def write_eval_dir(
+    output_dir: str | Path,
+    dataset: Dataset,
+    stats: DomainStats,
+    config: EvalConfig,
+    per_user: pa.Table,
+    rows: list[dict],
+    info: dict,
+    model_config: dict,
+    model_root: Path | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """Write the eval dir atomically (and copy the model's logs); return metrics.json's dict."""
     metrics = {
         "version": METRICS_VERSION,
         "dataset": dataset_fingerprint(dataset),
-        "model": {"dir": str(model_dir), **model_summary(model_config)},
+        "model": {"dir": str(model_root), **model_summary(model_config)},
         "split": "test",
         "exclude_seen": config.exclude_seen,
         "ks": list(config.ks),
@@ -521,36 +553,32 @@ def evaluate(
         ],
         "power_thresholds": stats.power_thresholds,
         "summary": {
-            **{name: overall[name] for name in metric_names(config.ks)},
+            **{name: rows[0][name] for name in metric_names(config.ks)},
             **info["coverage"],
             "n_users": per_user.num_rows,
         },
-        "overall": overall,
+        "overall": rows[0],
         "cohorts": rows[1:],
         **info,
-        "device": device,
-        "seconds": round(time.perf_counter() - started, 3),
+        **(extra or {}),
         "versions": library_versions(),
         "config": asdict(config),
     }
+    metrics = _json_safe(metrics)
     with atomic_dir(output_dir) as staging:
         write_parquet_atomic(per_user, staging / PER_USER_FILE)
-        write_parquet_atomic(per_domain_table(rows, stats, info, config.ks), staging / PER_DOMAIN_FILE)
-        write_json_atomic(staging / METRICS_FILE, _json_safe(metrics))
+        write_parquet_atomic(
+            per_domain_table(rows, stats, info, config.ks), staging / PER_DOMAIN_FILE
+        )
+        write_json_atomic(staging / METRICS_FILE, metrics)
         write_text_atomic(staging / METRICS_MD_FILE, metrics_markdown(metrics, rows))
         write_json_atomic(staging / MODEL_CONFIG_COPY, model_config)
         for name in MODEL_LOG_FILES:
-            if (model_root / name).exists():
+            if model_root is not None and (model_root / name).exists():
                 shutil.copyfile(model_root / name, staging / name)
             else:
                 log.warning("%s: no %s to copy (training curves will be missing)", model_root, name)
-    log.info("evaluated %d users in %.1fs → %s", per_user.num_rows, metrics["seconds"], output_dir)
-    return {
-        "output_dir": str(output_dir),
-        "n_users": per_user.num_rows,
-        **metrics["summary"],
-        "scheme": metrics["model"]["scheme"],
-    }
+    return metrics
 
 
 def _json_safe(obj):

@@ -6,8 +6,14 @@ from kfp.dsl import HTML, Dataset, Input, Markdown, Output
 from components.kfp_support import cpu_image
 
 
-def report(evaluations: Input[list[Dataset]], baseline: str, options: dict,
-           report_html: Output[HTML], report_md: Output[Markdown], report_dir: Output[Dataset]):
+def report(
+    evaluations: Input[list[Dataset]],
+    baseline: str,
+    options: dict,
+    report_html: Output[HTML],
+    report_md: Output[Markdown],
+    report_dir: Output[Dataset],
+):
     """Compare every variant's evaluation with ``baseline`` (per-domain lifts, paired CIs).
 
     ``evaluations`` is the fan-in (``dsl.Collected``) of the evaluate tasks; each carries its
@@ -24,7 +30,9 @@ def report(evaluations: Input[list[Dataset]], baseline: str, options: dict,
         evals[name] = evaluation.path
 
     def produce(out_dir):
-        return run_report(evals=evals, baseline=baseline, output_dir=out_dir, **restore_ints(options))
+        return run_report(
+            evals=evals, baseline=baseline, output_dir=out_dir, **restore_ints(options)
+        )
 
     write_artifact_dir(report_dir.path, produce)
     copy_file(os.path.join(report_dir.path, "report.html"), report_html.path)

@@ -15,6 +15,7 @@ Conventions shared by every function here:
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ import numpy as np
 
 from components.errors import ConfigError, InputError
 from components.schema import NO_DOMAIN, PADDING_ITEM
+
+log = logging.getLogger(__name__)
 
 WEIGHTS_VERSION = 1
 WEIGHTS_FILE = "weights.json"
@@ -290,6 +293,10 @@ class WeightingConfig:
     fixed_domains: list[str] | None = None
     lambdas: list[float] | None = None
     alpha: float | None = None
+    # True when each DDP rank observe()s only its own shard of the batch: the running counts are
+    # then summed over ranks at each update. False (default) when every rank observes the whole
+    # global batch (as the train step does): counts already agree, no collective is needed.
+    all_reduce_counts: bool = False
 
     def validate(self) -> None:
         if self.scheme not in SCHEMES:
@@ -336,7 +343,10 @@ class DomainWeighter:
             [np.nan if stats[d]["entropy"] is None else stats[d]["entropy"] for d in self.domains]
         )
         self._build_incidence(item_domains)
-        self._item_counts = None  # torch tensor [n_items + 1], created on the first observe()
+        # targets seen per item_idx: totals agreed at the last update (numpy) + pending since then
+        # (a torch tensor on the targets' device, created on the first observe())
+        self._total_counts = np.zeros(self.n_items + 1, dtype=np.int64)
+        self._pending_counts = None
         self._weights = self._initial_weights()
         self._lookup_cache: dict = {}
         self._updates = 0
@@ -450,23 +460,49 @@ class DomainWeighter:
         return self._lookup_on(target_item_idx.device)[target_item_idx]
 
     def observe(self, target_item_idx) -> None:
-        """Add a batch of targets to the running counts (padding ignored at update time)."""
+        """Add a batch of targets to the running counts (``dynamic`` only; padding ignored).
+
+        One bincount on the targets' device; no host sync until the next update."""
+        if self.config.scheme != "dynamic":
+            return
         import torch
 
         flat = target_item_idx.reshape(-1)
-        batch_counts = torch.bincount(flat, minlength=self.n_items + 1)
-        if self._item_counts is None or self._item_counts.device != flat.device:
-            previous = self._item_counts
-            self._item_counts = torch.zeros(self.n_items + 1, dtype=torch.int64, device=flat.device)
+        if self._pending_counts is None or self._pending_counts.device != flat.device:
+            previous = self._pending_counts
+            self._pending_counts = torch.zeros(
+                self.n_items + 1, dtype=torch.int64, device=flat.device
+            )
             if previous is not None:
-                self._item_counts += previous.to(flat.device)
-        self._item_counts += batch_counts
+                self._pending_counts += previous.to(flat.device)
+        self._pending_counts += torch.bincount(flat, minlength=self.n_items + 1)
+
+    def _sync_counts(self) -> None:
+        """Fold the targets seen since the last update into the totals. With
+        ``all_reduce_counts`` under torch.distributed, the pending counts are first summed over
+        every rank so all ranks compute the same weights (each rank must reach the same
+        updates, as DDP training does)."""
+        if self._pending_counts is None:
+            return
+        import torch.distributed as dist
+
+        if (
+            self.config.all_reduce_counts
+            and dist.is_available()
+            and dist.is_initialized()
+            and dist.get_world_size() > 1
+        ):
+            dist.all_reduce(self._pending_counts)
+        self._total_counts += self._pending_counts.cpu().numpy()
+        self._pending_counts.zero_()
 
     def running_domain_counts(self) -> np.ndarray | None:
         """Targets seen per domain so far (an item counts once in each of its domains)."""
-        if self._item_counts is None:
+        if self._pending_counts is None and not self._total_counts.any():
             return None
-        item_counts = self._item_counts.cpu().numpy().astype(np.float64)
+        item_counts = self._total_counts.astype(np.float64)
+        if self._pending_counts is not None:
+            item_counts += self._pending_counts.cpu().numpy()
         item_counts[PADDING_ITEM] = 0.0
         per_pair = np.repeat(item_counts, np.diff(self._item_offsets))
         return np.bincount(self._item_domain_codes, weights=per_pair, minlength=len(self.domains))
@@ -481,6 +517,7 @@ class DomainWeighter:
         return self.target_weights()
 
     def _update(self, epoch: int, step: int, event: str) -> bool:
+        self._sync_counts()
         target = self._dynamic_target()
         new = np.where(
             self._active(),
@@ -499,6 +536,15 @@ class DomainWeighter:
         if changed:
             self._lookup_cache.clear()
         self._record(epoch, step, event)
+        # epoch updates are few: log them; K-step updates only at debug level
+        log.log(
+            logging.INFO if event == "epoch" else logging.DEBUG,
+            "dynamic weights after %s update (epoch %d, step %d): %s",
+            event,
+            epoch,
+            step,
+            ", ".join(f"{d} {w:.3f}" for d, w in self.current_weights().items()),
+        )
         return changed
 
     def step_end(self, epoch: int, step: int) -> bool:
@@ -527,14 +573,16 @@ class DomainWeighter:
     # -- checkpoints -----------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        counts = None if self._item_counts is None else self._item_counts.cpu().tolist()
+        counts = self._total_counts.copy()
+        if self._pending_counts is not None:
+            counts += self._pending_counts.cpu().numpy()
         return {
             "version": WEIGHTS_VERSION,
             "config": asdict(self.config),
             "domains": list(self.domains),
             "weights": self._weights.tolist(),
             "updates": self._updates,
-            "item_counts": counts,
+            "item_counts": counts.tolist(),
             "history": [dict(h, weights=dict(h["weights"])) for h in self.history],
         }
 
@@ -551,11 +599,16 @@ class DomainWeighter:
         self._weights = np.asarray(state["weights"], dtype=np.float64)
         self._updates = int(state["updates"])
         self.history = [dict(h, weights=dict(h["weights"])) for h in state["history"]]
-        self._item_counts = None
-        if state.get("item_counts") is not None:
-            import torch
-
-            self._item_counts = torch.tensor(state["item_counts"], dtype=torch.int64)
+        self._pending_counts = None
+        counts = state.get("item_counts")
+        self._total_counts = np.zeros(self.n_items + 1, dtype=np.int64)
+        if counts is not None:
+            if len(counts) != self.n_items + 1:
+                raise ConfigError(
+                    f"weighter checkpoint: counts for {len(counts) - 1} items, "
+                    f"the catalogue has {self.n_items}"
+                )
+            self._total_counts[:] = counts
         self._lookup_cache.clear()
 
 

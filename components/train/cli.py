@@ -37,13 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--dataset", required=True, help="ingest output dir")
-    parser.add_argument("--weights", help="stats step weights.json (or its dir); optional for "
-                        "--scheme none")
+    parser.add_argument(
+        "--weights", help="stats step weights.json (or its dir); optional for --scheme none"
+    )
     parser.add_argument("--output", required=True, help="Model artifact dir")
     parser.add_argument("--scheme", choices=SCHEMES, default="none", help="domain weighting")
     parser.add_argument("--loss", choices=LOSSES, default="ce", help="base loss")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from OUTPUT/checkpoints/last.pt if it exists")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUTPUT/checkpoints/last.pt if it exists",
+    )
 
     model = parser.add_argument_group("model")
     model.add_argument("--max-len", type=int, default=200, help="longest input sequence")
@@ -59,33 +63,61 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--lr", type=float, default=1e-3)
     opt.add_argument("--weight-decay", type=float, default=0.0)
     opt.add_argument("--warmup-steps", type=int, default=0)
-    opt.add_argument("--decay", choices=("none", "linear", "cosine"), default="none",
-                     help="learning-rate decay to 0 at the last step of --epochs")
+    opt.add_argument(
+        "--decay",
+        choices=("none", "linear", "cosine"),
+        default="none",
+        help="learning-rate decay to 0 at the last step of --epochs",
+    )
     opt.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm; 0 = off")
-    opt.add_argument("--patience", type=int, default=5,
-                     help="stop after this many epochs without a better val NDCG@10; 0 = off")
+    opt.add_argument(
+        "--patience",
+        type=int,
+        default=5,
+        help="stop after this many epochs without a better val NDCG@10; 0 = off",
+    )
     opt.add_argument("--seed", type=int, default=0)
-    opt.add_argument("--stop-after-epochs", type=int, default=0,
-                     help="stop this invocation after N epochs (continue with --resume); 0 = off")
+    opt.add_argument(
+        "--stop-after-epochs",
+        type=int,
+        default=0,
+        help="stop this invocation after N epochs (continue with --resume); 0 = off",
+    )
 
     loss = parser.add_argument_group("loss and weighting")
-    loss.add_argument("--negatives", type=int, default=128,
-                      help="uniform negatives: R for sampled, k for gbce/mml (bce uses 1)")
+    loss.add_argument(
+        "--negatives",
+        type=int,
+        default=128,
+        help="uniform negatives: R for sampled, k for gbce/mml (bce uses 1)",
+    )
     loss.add_argument("--temperature", type=float, default=1.0, help="sampled softmax τ")
     loss.add_argument("--gbce-t", type=float, default=0.75, help="gBCE calibration t")
     loss.add_argument("--beta", type=float, default=0.9, help="dynamic: EMA factor β")
-    loss.add_argument("--update-every-steps", type=int, default=0,
-                      help="dynamic: update the weights every K steps; 0 = each epoch end")
-    loss.add_argument("--agg", choices=("mean", "max"), default="mean",
-                      help="ω of a multi-domain item from its domains' weights")
+    loss.add_argument(
+        "--update-every-steps",
+        type=int,
+        default=0,
+        help="dynamic: update the weights every K steps; 0 = each epoch end",
+    )
+    loss.add_argument(
+        "--agg",
+        choices=("mean", "max"),
+        default="mean",
+        help="ω of a multi-domain item from its domains' weights",
+    )
 
     dev = parser.add_argument_group("devices")
     dev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     dev.add_argument("--threads", type=int, default=0, help="CPU threads for torch; 0 = default")
     dev.add_argument("--compile", action="store_true", help="torch.compile the model")
     dev.add_argument("--val-batch-size", type=int, default=1024)
-    dev.add_argument("--nproc-per-node", type=int, default=1,
-                     help="processes for DDP, launched with torchrun (gloo on CPU, nccl on GPU)")
+    dev.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=1,
+        help="processes for DDP, launched with torchrun (gloo on CPU, nccl on GPU)",
+    )
     dev.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -116,9 +148,20 @@ def _launch_torchrun(args: argparse.Namespace, argv: list[str]) -> int:
     if "--nproc-per-node" in argv:  # drop the separate value too
         i = argv.index("--nproc-per-node")
         rest = argv[:i] + argv[i + 2 :]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
-           f"--nproc-per-node={args.nproc_per_node}", "--master-addr", "127.0.0.1",
-           f"--master-port={_free_port()}", "-m", "components.train", *rest]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        f"--nproc-per-node={args.nproc_per_node}",
+        "--master-addr",
+        "127.0.0.1",
+        f"--master-port={_free_port()}",
+        "-m",
+        "components.train",
+        *rest,
+    ]
     result = subprocess.run(cmd, check=False)
     return 2 if result.returncode else 0
 
@@ -126,8 +169,9 @@ def _launch_torchrun(args: argparse.Namespace, argv: list[str]) -> int:
 def _run(args: argparse.Namespace) -> None:
     from components.train.trainer import train
 
-    summary = train(args.dataset, args.weights, args.output, resume=args.resume,
-                    **options_from_args(args))
+    summary = train(
+        args.dataset, args.weights, args.output, resume=args.resume, **options_from_args(args)
+    )
     if summary["world_size"] == 1 or int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=2))
 

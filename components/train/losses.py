@@ -19,7 +19,9 @@ from components.errors import ConfigError
 LOSSES = ("ce", "sampled", "bce", "gbce", "mml")
 
 
-def weighted_mean(per_example: torch.Tensor, omega: torch.Tensor, count: int | float) -> torch.Tensor:
+def weighted_mean(
+    per_example: torch.Tensor, omega: torch.Tensor, count: int | float
+) -> torch.Tensor:
     """Σ ω·ℓ / count (SPEC §5). ``count`` = number of examples (global, under DDP)."""
     return (omega * per_example).sum() / count
 
@@ -139,7 +141,12 @@ def gbce(states, targets, item_embeddings, negatives, t: float | None = 0.75) ->
 
 
 def mml(
-    states, targets, item_embeddings, negatives, margins=(0.0, 0.3, 0.6), margin_weights=(1.0, 1.0, 1.0)
+    states,
+    targets,
+    item_embeddings,
+    negatives,
+    margins=(0.0, 0.3, 0.6),
+    margin_weights=(1.0, 1.0, 1.0),
 ) -> torch.Tensor:
     """Multi-margin loss on cosine scores: ReLU(1 − cos⁺) + Σ_m w_m · mean_k ReLU(cos⁻_k − m)."""
     h = F.normalize(states, dim=-1)

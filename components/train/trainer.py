@@ -55,8 +55,16 @@ BEST_CHECKPOINT = "best.pt"
 DEVICES = ("auto", "cpu", "cuda")
 DECAYS = ("none", "linear", "cosine")
 # options that may differ between a run and its --resume (everything else must match)
-RESUMABLE_CHANGES = {"epochs", "patience", "stop_after_epochs", "threads", "device", "compile",
-                     "progress", "val_batch_size"}
+RESUMABLE_CHANGES = {
+    "epochs",
+    "patience",
+    "stop_after_epochs",
+    "threads",
+    "device",
+    "compile",
+    "progress",
+    "val_batch_size",
+}
 
 
 class TrainingError(DwlrecError):
@@ -93,20 +101,32 @@ class TrainConfig:
 
     def validate(self) -> None:
         if self.scheme not in SCHEMES:
-            raise ConfigError(f"--scheme: unknown scheme {self.scheme!r}; choose one of {list(SCHEMES)}")
+            raise ConfigError(
+                f"--scheme: unknown scheme {self.scheme!r}; choose one of {list(SCHEMES)}"
+            )
         if self.loss not in LOSSES:
             raise ConfigError(f"--loss: unknown loss {self.loss!r}; choose one of {list(LOSSES)}")
         if self.device not in DEVICES:
             raise ConfigError(f"--device: {self.device!r} is not one of {list(DEVICES)}")
         if self.decay not in DECAYS:
             raise ConfigError(f"--decay: {self.decay!r} is not one of {list(DECAYS)}")
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-                    "val_batch_size": self.val_batch_size}
+        positive = {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "val_batch_size": self.val_batch_size,
+        }
         for name, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {value}")
-        for name in ("warmup_steps", "grad_clip", "patience", "threads", "weight_decay",
-                     "stop_after_epochs"):
+        for name in (
+            "warmup_steps",
+            "grad_clip",
+            "patience",
+            "threads",
+            "weight_decay",
+            "stop_after_epochs",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0")
 
@@ -128,8 +148,10 @@ def split_options(options: dict) -> tuple[TrainConfig, dict]:
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available (torch.cuda.is_available() "
-                          "is False); use --device cpu or auto")
+        raise ConfigError(
+            "--device cuda: no CUDA device is available (torch.cuda.is_available() "
+            "is False); use --device cpu or auto"
+        )
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(f"cuda:{local_rank}" if name == "cuda" else "cpu")
@@ -180,19 +202,34 @@ def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_split(model: SeqRecModel, seqs: UserSequences, split: str, device: torch.device,
-                   batch_size: int = 1024) -> dict:
+def evaluate_split(
+    model: SeqRecModel,
+    seqs: UserSequences,
+    split: str,
+    device: torch.device,
+    batch_size: int = 1024,
+) -> dict:
     """Full-ranking Recall@10 / NDCG@10 of ``split`` ('valid' or 'test') over every item."""
     was_training = model.training
     model.eval()
     _, prefix, target = seqs.prefixes(split, model.cfg.max_len)
-    states = torch.cat([
-        model.last_state(torch.from_numpy(prefix[i : i + batch_size]).to(device)).float()
-        for i in range(0, len(prefix), batch_size)
-    ]) if len(prefix) else torch.zeros(0, model.cfg.d_model, device=device)
-    ranks = ranks_from_embeddings(
-        states, model.item_embeddings().float(), torch.from_numpy(target).to(device)
-    ).cpu().numpy()
+    states = (
+        torch.cat(
+            [
+                model.last_state(torch.from_numpy(prefix[i : i + batch_size]).to(device)).float()
+                for i in range(0, len(prefix), batch_size)
+            ]
+        )
+        if len(prefix)
+        else torch.zeros(0, model.cfg.d_model, device=device)
+    )
+    ranks = (
+        ranks_from_embeddings(
+            states, model.item_embeddings().float(), torch.from_numpy(target).to(device)
+        )
+        .cpu()
+        .numpy()
+    )
     model.train(was_training)
     return {
         "users": len(target),
@@ -250,8 +287,12 @@ def _gather_rng(proc: Process) -> list:
 def _run_identity(cfg: TrainConfig, model_cfg: ModelConfig, fingerprint: dict, weights_fp) -> dict:
     """What a --resume must agree on with the checkpoint it resumes."""
     train = {k: v for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES}
-    return {"train": train, "model": asdict(model_cfg), "dataset": fingerprint,
-            "weights": weights_fp}
+    return {
+        "train": train,
+        "model": asdict(model_cfg),
+        "dataset": fingerprint,
+        "weights": weights_fp,
+    }
 
 
 def _check_resumable(saved: dict, current: dict, path: Path) -> None:
@@ -269,6 +310,68 @@ def _check_resumable(saved: dict, current: dict, path: Path) -> None:
             f"{path}: cannot --resume, this run differs from the checkpoint (saved, now): {diffs}; "
             "run without --resume to start over, or with another --output"
         )
+
+
+# ---- one optimiser step ----
+
+
+@dataclass
+class StepParts:
+    """What one training step needs; ``wrapped`` is the model as called (compiled / DDP)."""
+
+    model: SeqRecModel
+    wrapped: torch.nn.Module
+    loss_fn: LossFunction
+    weighter: DomainWeighter | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    grad_clip: float
+    proc: Process
+
+
+def train_step(
+    parts: StepParts, inputs_np: np.ndarray, targets_np: np.ndarray, epoch: int, step: int
+) -> tuple[float, int]:
+    """One optimiser step on a GLOBAL batch (this process trains on its shard).
+
+    Returns (the global batch loss Σω·ℓ/N, N = the number of targets in the global batch).
+    """
+    proc, weighter = parts.proc, parts.weighter
+    device = next(parts.model.parameters()).device
+    count = int((targets_np > 0).sum())
+    mine = shard(np.arange(len(inputs_np)), proc.rank, proc.world_size)
+    inputs = _to_device(inputs_np[mine], device)  # [b, L]
+    targets = _to_device(targets_np[mine], device)  # [b, L]
+    is_target = targets > 0
+    flat_targets = targets[is_target]  # [N_local]
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        states = parts.wrapped(inputs)[is_target]  # [N_local, d]
+        per_example = parts.loss_fn(states, flat_targets, parts.model.item_embeddings())
+        omega = (
+            weighter.example_weights(flat_targets)
+            if weighter is not None
+            else torch.ones_like(per_example)
+        )
+        # Σω·ℓ / N over the GLOBAL batch; DDP averages gradients over processes, hence × world
+        loss = weighted_mean(per_example.float(), omega.float(), count) * proc.world_size
+    batch_loss = loss.detach().double() / proc.world_size
+    if proc.world_size > 1:
+        dist.all_reduce(batch_loss)
+    if not torch.isfinite(batch_loss):
+        raise TrainingError(
+            f"loss is {batch_loss.item()} at epoch {epoch}, step {step} "
+            f"(lr {parts.scheduler.get_last_lr()[0]:.3g}); try a lower --lr or --grad-clip"
+        )
+    parts.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if parts.grad_clip:
+        torch.nn.utils.clip_grad_norm_(parts.model.parameters(), parts.grad_clip)
+    parts.optimizer.step()
+    parts.scheduler.step()
+    if weighter is not None:
+        weighter.observe(torch.from_numpy(targets_np))
+        weighter.step_end(epoch, step)
+    return batch_loss.item(), count
 
 
 # ---- the entry point ----
@@ -290,8 +393,9 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
     # -- inputs: every check before anything is written --
     dataset = load_dataset(dataset_dir)
     fingerprint = dataset_fingerprint(dataset)
-    weighting = WeightingConfig(scheme=cfg.scheme, beta=cfg.beta,
-                                update_every_steps=cfg.update_every_steps, agg=cfg.agg)
+    weighting = WeightingConfig(
+        scheme=cfg.scheme, beta=cfg.beta, update_every_steps=cfg.update_every_steps, agg=cfg.agg
+    )
     weighting.validate()
     if weights_path is None:
         if cfg.scheme != "none":
@@ -309,8 +413,12 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
     if len(train_users) == 0:
         raise InputError(f"{dataset.path}: no user has 2+ train interactions; nothing to train on")
     loss_fn = LossFunction(
-        cfg.loss, dataset.n_items, negatives=cfg.negatives, temperature=cfg.temperature,
-        gbce_t=cfg.gbce_t, item_probs=train_item_probs(train_items, dataset.n_items).to(device),
+        cfg.loss,
+        dataset.n_items,
+        negatives=cfg.negatives,
+        temperature=cfg.temperature,
+        gbce_t=cfg.gbce_t,
+        item_probs=train_item_probs(train_items, dataset.n_items).to(device),
     )
 
     # -- model, optimiser, schedule --
@@ -318,7 +426,9 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
     model = SeqRecModel(model_cfg).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = sum(
-        1 for b in epoch_batches(train_users, cfg.batch_size, cfg.seed, 0) if len(b) >= proc.world_size
+        1
+        for b in epoch_batches(train_users, cfg.batch_size, cfg.seed, 0)
+        if len(b) >= proc.world_size
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(cfg, cfg.epochs * steps_per_epoch)
@@ -328,8 +438,15 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
     out = Path(output_dir)
     ckpt_dir = out / CHECKPOINT_DIR
     identity = _run_identity(cfg, model_cfg, fingerprint, weights and weights.get("dataset"))
-    state = {"epoch": 0, "step": 0, "best_ndcg": -1.0, "best_epoch": 0, "bad_epochs": 0,
-             "log": [], "best_val": None}
+    state = {
+        "epoch": 0,
+        "step": 0,
+        "best_ndcg": -1.0,
+        "best_epoch": 0,
+        "bad_epochs": 0,
+        "log": [],
+        "best_val": None,
+    }
     last_path = ckpt_dir / LAST_CHECKPOINT
     if resume and last_path.exists():
         ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
@@ -359,7 +476,7 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
     if proc.world_size > 1:
         ddp_ids = [proc.local_rank] if device.type == "cuda" else None
         compiled = torch.nn.parallel.DistributedDataParallel(compiled, device_ids=ddp_ids)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    parts = StepParts(model, compiled, loss_fn, weighter, optimizer, scheduler, cfg.grad_clip, proc)
 
     # -- the epochs --
     start_epoch = state["epoch"] + 1
@@ -372,57 +489,44 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
         if stopped_early:
             break
         model.train()
-        batches = [b for b in epoch_batches(train_users, cfg.batch_size, cfg.seed, epoch)
-                   if len(b) >= proc.world_size]
-        loss_sum = torch.zeros((), dtype=torch.float64)
+        batches = [
+            b
+            for b in epoch_batches(train_users, cfg.batch_size, cfg.seed, epoch)
+            if len(b) >= proc.world_size
+        ]
+        loss_sum = 0.0
         n_examples = n_sequences = 0
         t0 = time.perf_counter()
-        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
-                   disable=not (cfg.progress and proc.is_main), mininterval=1.0)
+        bar = tqdm(
+            batches,
+            desc=f"epoch {epoch}/{cfg.epochs}",
+            unit="batch",
+            leave=False,
+            disable=not (cfg.progress and proc.is_main),
+            mininterval=1.0,
+        )
         for users in bar:
             inputs_np, targets_np = windows.batch(users)  # the whole global batch
-            count = int((targets_np > 0).sum())
-            mine = shard(np.arange(len(users)), proc.rank, proc.world_size)
-            inputs = _to_device(inputs_np[mine], device)
-            targets = _to_device(targets_np[mine], device)
-            is_target = targets > 0
-            flat_targets = targets[is_target]  # [N_local]
-            with autocast:
-                states = compiled(inputs)[is_target]  # [N_local, d]
-                per_example = loss_fn(states, flat_targets, model.item_embeddings())
-                omega = (weighter.example_weights(flat_targets) if weighter is not None
-                         else torch.ones_like(per_example))
-                # Σω·ℓ / N over the GLOBAL batch; DDP averages gradients over processes
-                loss = weighted_mean(per_example.float(), omega.float(), count) * proc.world_size
-            batch_loss = loss.detach().double() / proc.world_size
-            if proc.world_size > 1:
-                dist.all_reduce(batch_loss)
-            if not torch.isfinite(batch_loss):
-                raise TrainingError(
-                    f"loss is {batch_loss.item()} at epoch {epoch}, step {state['step'] + 1} "
-                    f"(lr {scheduler.get_last_lr()[0]:.3g}); try a lower --lr or --grad-clip"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
+            batch_loss, count = train_step(parts, inputs_np, targets_np, epoch, state["step"] + 1)
             state["step"] += 1
-            loss_sum += batch_loss.cpu() * count
+            loss_sum += batch_loss * count
             n_examples += count
-            if weighter is not None:
-                weighter.observe(torch.from_numpy(targets_np))
-                weighter.step_end(epoch, state["step"])
             n_sequences += len(users)
-            bar.set_postfix(refresh=False, loss=f"{batch_loss.item():.4f}",
-                            seq_s=f"{n_sequences / max(time.perf_counter() - t0, 1e-9):.0f}")
+            bar.set_postfix(
+                refresh=False,
+                loss=f"{batch_loss:.4f}",
+                seq_s=f"{n_sequences / max(time.perf_counter() - t0, 1e-9):.0f}",
+            )
         bar.close()
         seconds = time.perf_counter() - t0
         if weighter is not None:
             weighter.epoch_end(epoch, state["step"])
 
-        val = evaluate_split(model, seqs, "valid", device, cfg.val_batch_size) if proc.is_main else None
+        val = (
+            evaluate_split(model, seqs, "valid", device, cfg.val_batch_size)
+            if proc.is_main
+            else None
+        )
         val = _broadcast(val, proc)
         improved = val["ndcg@10"] > state["best_ndcg"]
         if improved:
@@ -431,9 +535,13 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
         else:
             state["bad_epochs"] += 1
         record = {
-            "epoch": epoch, "step": state["step"], "train_loss": float(loss_sum / max(n_examples, 1)),
-            "val_recall@10": val["recall@10"], "val_ndcg@10": val["ndcg@10"],
-            "seconds": round(seconds, 4), "sequences_per_s": round(n_sequences / seconds, 2),
+            "epoch": epoch,
+            "step": state["step"],
+            "train_loss": float(loss_sum / max(n_examples, 1)),
+            "val_recall@10": val["recall@10"],
+            "val_ndcg@10": val["ndcg@10"],
+            "seconds": round(seconds, 4),
+            "sequences_per_s": round(n_sequences / seconds, 2),
             "lr": scheduler.get_last_lr()[0],
             "domain_weights": weighter.current_weights() if weighter is not None else {},
         }
@@ -446,32 +554,59 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
             write_text_atomic(out / LOG_FILE, "".join(json.dumps(r) + "\n" for r in state["log"]))
             if improved:
                 _save(best_state, ckpt_dir / BEST_CHECKPOINT)
-            _save({"identity": identity, "model": model.state_dict(),
-                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                   "weighter": weighter.state_dict() if weighter is not None else None,
-                   "rng": rng, "state": state}, last_path)
+            _save(
+                {
+                    "identity": identity,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "weighter": weighter.state_dict() if weighter is not None else None,
+                    "rng": rng,
+                    "state": state,
+                },
+                last_path,
+            )
 
     # -- the Model artifact --
     summary = {
-        "output": str(out), "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
-        "best_val": state["best_val"], "stopped_early": stopped_early, "steps": state["step"],
-        "scheme": cfg.scheme, "loss": cfg.loss, "device": str(device), "world_size": proc.world_size,
+        "output": str(out),
+        "epochs_run": state["epoch"],
+        "best_epoch": state["best_epoch"],
+        "best_val": state["best_val"],
+        "stopped_early": stopped_early,
+        "steps": state["step"],
+        "scheme": cfg.scheme,
+        "loss": cfg.loss,
+        "device": str(device),
+        "world_size": proc.world_size,
     }
     if proc.is_main:
         if best_state is None:  # the best epoch was before this invocation (resume)
-            best_state = torch.load(ckpt_dir / BEST_CHECKPOINT, map_location="cpu", weights_only=True)
+            best_state = torch.load(
+                ckpt_dir / BEST_CHECKPOINT, map_location="cpu", weights_only=True
+            )
         _save(best_state, out / MODEL_FILE)
         write_json_atomic(out / HISTORY_FILE, weighter.history if weighter is not None else [])
-        write_json_atomic(out / CONFIG_FILE, {
-            "model": asdict(model_cfg), "train": asdict(cfg), "scheme": cfg.scheme,
-            "loss": cfg.loss, "seed": cfg.seed, "dataset": fingerprint,
-            "weights_file": None if weights_path is None else str(weights_path),
-            "weighting": weighter.params if weighter is not None else None,
-            "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
-            "best_val": state["best_val"], "stopped_early": stopped_early,
-            "world_size": proc.world_size, "device": str(device),
-            "library_versions": library_versions(),
-        })
+        write_json_atomic(
+            out / CONFIG_FILE,
+            {
+                "model": asdict(model_cfg),
+                "train": asdict(cfg),
+                "scheme": cfg.scheme,
+                "loss": cfg.loss,
+                "seed": cfg.seed,
+                "dataset": fingerprint,
+                "weights_file": None if weights_path is None else str(weights_path),
+                "weighting": weighter.params if weighter is not None else None,
+                "epochs_run": state["epoch"],
+                "best_epoch": state["best_epoch"],
+                "best_val": state["best_val"],
+                "stopped_early": stopped_early,
+                "world_size": proc.world_size,
+                "device": str(device),
+                "library_versions": library_versions(),
+            },
+        )
     if proc.world_size > 1:
         dist.barrier()
     return summary

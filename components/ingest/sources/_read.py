@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +73,10 @@ class FileRef:
                 handle = stack.enter_context(archive.open(self.member))
             if (self.member or self.path.name).endswith(".gz"):
                 handle = stack.enter_context(gzip.GzipFile(fileobj=handle))
-            yield handle
+            try:
+                yield handle
+            except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+                raise InputError(f"{self.name}: cannot read ({type(exc).__name__}: {exc})") from exc
 
     def read_bytes(self) -> bytes:
         with self.open() as handle:
@@ -94,7 +98,8 @@ class FileRef:
                     if (self.path.parent / candidate).is_file():
                         return FileRef(self.path.parent / candidate)
                 else:
-                    member = str(Path(self.member).parent / candidate).lstrip("./")
+                    folder = str(Path(self.member).parent)
+                    member = candidate if folder == "." else f"{folder}/{candidate}"
                     if member in _zip_members(self.path):
                         return FileRef(self.path, member)
         return None
@@ -225,6 +230,11 @@ class BadRows:
             self.add(file, int(lines[position]), reasons[position])
         self.count += len(lines) - len(first)
 
+    def merge(self, other: BadRows) -> None:
+        for file, line, reason in other._examples:
+            self.add(other._files[file], line, reason)
+        self.count += other.count - len(other._examples)
+
     @property
     def examples(self) -> list[str]:
         return [f"{self._files[f]}:{line}: {reason}" for f, line, reason in self._examples]
@@ -270,12 +280,13 @@ def read_delimited(
     number (the serial reader knows line numbers; it is as fast as the threaded one here).
     """
     invalid_lines: list[int] = []
+    found = BadRows()  # merged into ``bad`` only once the whole file has parsed
 
     def on_invalid(row) -> str:
         line = int(row.number) if row.number is not None else -1
         invalid_lines.append(line)
         text = row.text.replace(_SEP, delimiter)
-        bad.add(
+        found.add(
             ref.name,
             line,
             f"expected {row.expected_columns} fields, found {row.actual_columns}: {text[:80]!r}",
@@ -312,7 +323,7 @@ def read_delimited(
             if source is None:
                 source = ref.path if ref.member is None else stack.enter_context(ref.open())
             table = pacsv.read_csv(source, read_options, parse_options, convert_options)
-    except pa.ArrowInvalid as exc:
+    except (pa.ArrowInvalid, OSError) as exc:
         if "UTF8" in str(exc) and encoding == "utf-8":
             log.info("%s: not UTF-8, reading as latin-1", ref.name)
             return read_delimited(
@@ -327,19 +338,21 @@ def read_delimited(
             )
         raise InputError(f"{ref.name}: cannot parse as delimited text ({exc})") from exc
 
+    bad.merge(found)
     data = Delimited(
-        table=table.combine_chunks() if table.num_rows else table,
+        table=table,
         rows_read=0,
         first_line=skip_rows + 1,
         skipped_lines=np.array(sorted(invalid_lines), dtype=np.int64),
     )
     # A blank line parses as a row of empty fields (we read with ignore_empty_lines=False so
-    # that line numbers stay exact): drop it, and remember its line as skipped.
-    blank = None
-    for name in wanted:
-        empty = pc.equal(pc.utf8_length(table.column(name)), 0)
-        blank = empty if blank is None else pc.and_(blank, empty)
-    blank_index = np.flatnonzero(blank.to_numpy(zero_copy_only=False)) if wanted else []
+    # that line numbers stay exact): drop it, and remember its line as skipped. Only rows whose
+    # first field is empty can be blank, so the other columns are checked only when there are.
+    blank = pc.equal(pc.utf8_length(table.column(wanted[0])), 0)
+    if pc.any(blank).as_py():
+        for name in wanted[1:]:
+            blank = pc.and_(blank, pc.equal(pc.utf8_length(table.column(name)), 0))
+    blank_index = np.flatnonzero(blank.to_numpy(zero_copy_only=False))
     if len(blank_index):
         blank_lines = data.lines(blank_index)
         data.table = data.table.filter(pc.invert(blank))
@@ -371,11 +384,10 @@ def to_numeric(
     checks = [(name, *columns[name]) for name in columns]
     checks += [(name, pa.int64(), True) for name in id_columns]
     for name, target, required in checks:
-        values = table.column(name).combine_chunks()
-        empty = pc.equal(pc.utf8_length(values), 0)
+        values = table.column(name)
         cast, ok = _cast_checked(values, target)
-        if not required:
-            ok = None if ok is None else pc.or_(ok, empty)
+        if not required and ok is not None:  # an empty optional value is null, not malformed
+            ok = pc.or_(ok, pc.equal(pc.utf8_length(values), 0))
         if ok is not None:
             ok_np = ok.to_numpy(zero_copy_only=False)
             kind = "id" if name in id_columns else "value"

@@ -97,11 +97,15 @@ def _find_files(path: Path, options: dict) -> tuple[FileRef, FileRef | None]:
         return FileRef(path), given_meta or (siblings[0] if len(siblings) == 1 else None)
     files = list_files(path) if (path.is_dir() or is_zip(path)) else []
     metas = [r for r in files if _is_meta(r)]
-    reviews = [
+    candidates = [
         r for r in files if not _is_meta(r) and r.basename.endswith(JSON_SUFFIXES + (".csv",))
     ]
+    reviews = [r for r in candidates if _looks_like_reviews(r)]
     if not reviews:
-        raise InputError(f"{path}: no Amazon reviews file found; {EXPECTED}")
+        looked = f" (not Amazon reviews: {', '.join(r.basename for r in candidates)})"
+        raise InputError(
+            f"{path}: no Amazon reviews file found; {EXPECTED}{looked if candidates else ''}"
+        )
     if len(reviews) > 1:
         names = ", ".join(r.basename for r in reviews)
         raise InputError(f"{path}: several Amazon reviews files ({names}); pass one as --input")
@@ -109,6 +113,33 @@ def _find_files(path: Path, options: dict) -> tuple[FileRef, FileRef | None]:
         names = ", ".join(r.basename for r in metas)
         raise InputError(f"{path}: several metadata files ({names}); pass one with --items")
     return reviews[0], given_meta or (metas[0] if metas else None)
+
+
+def _looks_like_reviews(ref: FileRef) -> bool:
+    """Whether a candidate file's first record has the fields of an Amazon reviews format."""
+    if ref.basename.endswith(".csv"):
+        fields = ref.first_line().split(",")
+        return "user_id" in fields or (len(fields) == 4 and fields[3].strip().isdigit())
+    try:
+        keys = set(_first_record(ref))
+    except InputError:
+        return False
+    return {"reviewerID", "asin"} <= keys or (
+        "user_id" in keys and bool({"parent_asin", "asin"} & keys)
+    )
+
+
+def _sample_records(ref: FileRef, n: int = 200) -> list[dict]:
+    """The first ``n`` parsable records (to recognise a metadata format)."""
+    records = []
+    with ref.open() as handle:
+        for raw in handle:
+            record = parse_object(raw.decode("utf-8", "replace").strip(), literal_ok=True)
+            if isinstance(record, dict):
+                records.append(record)
+            if len(records) >= n:
+                break
+    return records
 
 
 def _first_record(ref: FileRef) -> dict:
@@ -201,11 +232,13 @@ def _items_in_first_column(table: pa.Table, sample: int = 2000) -> bool:
 
 
 def _read_meta(ref: FileRef, depth: int) -> pa.Table:
-    first = _first_record(ref)
-    item_key = "parent_asin" if "parent_asin" in first else "asin"
+    sample = _sample_records(ref)
+    item_key = "parent_asin" if any("parent_asin" in r for r in sample) else "asin"
     literal = not _is_json(ref)
+    categories = [r["categories"] for r in sample if isinstance(r.get("categories"), list)]
+    nested = any(c and isinstance(c[0], list) for c in categories)  # 2014: a list of paths
     bad = BadRows()
-    if "categories" in first and first["categories"] and isinstance(first["categories"][0], list):
+    if nested:
         fields = {item_key: pa.string(), "categories": pa.list_(pa.list_(pa.string()))}
         rows = read_json_lines(ref, fields, bad, required=(item_key,), literal_ok=literal)
         paths = rows.table.column("categories").to_pylist()
@@ -213,24 +246,17 @@ def _read_meta(ref: FileRef, depth: int) -> pa.Table:
     else:
         fields = {
             item_key: pa.string(),
-            "category": pa.list_(pa.string()),
-            "categories": pa.list_(pa.string()),
-            "main_category": pa.string(),
+            "category": pa.list_(pa.string()),  # 2018
+            "categories": pa.list_(pa.string()),  # 2023
+            "main_category": pa.string(),  # 2023
         }
-        if "categories" in first and not isinstance(first.get("categories"), list):
-            fields.pop("categories")
         rows = read_json_lines(ref, fields, bad, required=(item_key,), literal_ok=literal)
         table = rows.table
-        columns = [
-            table.column(n).to_pylist() if n in table.column_names else None
-            for n in ("category", "categories", "main_category")
-        ]
+        columns = [table.column(n).to_pylist() for n in ("category", "categories", "main_category")]
         domains = []
-        for i in range(table.num_rows):
-            path = next((c[i] for c in columns[:2] if c is not None and c[i]), None)
-            if path is None and columns[2] is not None and columns[2][i]:
-                path = [columns[2][i]]
-            domains.append(_at_depth([path] if path else [], depth))
+        for category, categories, main in zip(*columns, strict=True):
+            path = category or categories or ([main] if main else [])
+            domains.append(_at_depth([path], depth))
     if bad.count:
         log.warning(
             "%s: skipped %d malformed metadata line(s); first: %s",

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from components.errors import ConfigError, InputError
 from components.ingest.raw import RawData
@@ -54,8 +55,8 @@ def read(path: Path, options: dict) -> RawData:
     table = to_numeric(
         data, ref, bad, {**numbers, "tag": (pa.int64(), True)}, id_columns=("user", "artist")
     )
-    user = table.column("user").to_numpy(zero_copy_only=False).astype(np.int64)
-    artist = table.column("artist").to_numpy(zero_copy_only=False).astype(np.int64)
+    user = pc.cast(table.column("user"), pa.int64()).to_numpy()
+    artist = pc.cast(table.column("artist"), pa.int64()).to_numpy()
     tag = table.column("tag").to_numpy()
     if with_ms:
         seconds = table.column("ms").to_numpy() // 1000

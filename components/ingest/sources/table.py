@@ -131,8 +131,7 @@ def _read_csv(ref: FileRef, columns: dict, bad: BadRows, options: dict):
 
 def _read_parquet(ref: FileRef, columns: dict, bad: BadRows, options: dict):
     try:
-        with ref.open() as handle:
-            table = pq.read_table(handle)
+        table = _read_parquet_file(ref)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{ref.name}: cannot read as Parquet ({exc})") from exc
     _require_columns(ref, table.column_names, columns, options)
@@ -166,6 +165,13 @@ def _read_parquet(ref: FileRef, columns: dict, bad: BadRows, options: dict):
     return result, rows_read
 
 
+def _read_parquet_file(ref: FileRef) -> pa.Table:
+    if ref.member is None and not ref.path.name.endswith(".gz"):
+        return pq.read_table(ref.path)
+    with ref.open() as handle:
+        return pq.read_table(pa.BufferReader(handle.read()))
+
+
 def _mark_null(values, key: str, what: str, invalid: np.ndarray, reasons: dict) -> None:
     _mark(values.is_null(), f"{what} {key}", invalid, reasons)
 
@@ -195,8 +201,7 @@ def _read_items(ref: FileRef, options: dict) -> pa.Table:
     id_col = options.get("item_id_col") or "item_id"
     domain_col = options.get("domain_col") or "domains"
     if _is_parquet(ref):
-        with ref.open() as handle:
-            table = pq.read_table(handle)
+        table = _read_parquet_file(ref)
         present = table.column_names
     else:
         present = header_fields(ref, _delimiter(ref, options))

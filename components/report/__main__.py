@@ -1,0 +1,5 @@
+import sys
+
+from components.report.cli import main
+
+sys.exit(main())
