@@ -476,17 +476,20 @@ def read_json_lines(
     schema = pa.schema([pa.field(name, kind) for name, kind in fields.items()])
     if not exact and not literal_ok:
         try:
-            with ref.open() as handle:
+            with contextlib.ExitStack() as stack:
+                plain = ref.member is None and not ref.path.name.endswith(".gz")
+                # a plain file goes to pyarrow by path (native, multi-threaded reads)
+                source = str(ref.path) if plain else stack.enter_context(ref.open())
                 table = pajson.read_json(
-                    handle,
+                    source,
                     read_options=pajson.ReadOptions(block_size=16 << 20),
                     parse_options=pajson.ParseOptions(
                         explicit_schema=schema, unexpected_field_behavior="ignore"
                     ),
                 )
             if all(table.column(name).null_count == 0 for name in required):
-                return JsonRows(table.combine_chunks(), table.num_rows, None)
-        except pa.ArrowInvalid as exc:
+                return JsonRows(table, table.num_rows, None)
+        except (pa.ArrowInvalid, OSError) as exc:
             log.info("%s: fast JSON reader failed (%s); reading line by line", ref.name, exc)
     return _read_json_exact(ref, schema, bad, required, literal_ok)
 
