@@ -52,7 +52,7 @@ def generate_ml20m_format(directory: Path, rows: int, seed: int = 0) -> dict:
     per_user = 20 + np.floor(activity / activity.sum() * (rows - 20 * n_users)).astype(np.int64)
     per_user[: rows - int(per_user.sum())] += 1  # exact total
     user_id = np.repeat(np.arange(1, n_users + 1, dtype=np.int64), per_user)
-    popularity = 1.0 / np.arange(1, n_items + 1) ** 1.05
+    popularity = 1.0 / np.arange(1, n_items + 1) ** 1.4  # a long tail of rare movies
     item_id = rng.choice(n_items, size=rows, p=popularity / popularity.sum()).astype(np.int64) + 1
     rating = rng.integers(1, 11, size=rows) / 2.0
     timestamp = rng.integers(789_652_009, 1_427_784_002, size=rows, dtype=np.int64)
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         report["cases"].append({"case": "ml-100k", "skipped": f"{SHARED / 'ml-100k'} not found"})
     if not args.skip_generated:
-        directory = Path(args.work_dir) / f"ml-20m-format-{args.rows}"
+        directory = Path(args.work_dir) / f"ml-20m-format-{args.rows}-seed0-v2"
         started = time.perf_counter()
         if not (directory / "ratings.csv").exists():
             generated = generate_ml20m_format(directory, args.rows)

@@ -52,7 +52,6 @@ def copy_file(src: str | Path, artifact_path: str) -> None:
     shutil.copyfile(src, artifact_path)
 
 
-
 def restore_ints(value):
     """Undo the float-ification of a dict/list parameter (KFP passes them as protobuf Structs,
     where every number is a double): 3.0 → 3 so options like ``num_users`` stay integers."""

@@ -44,8 +44,9 @@ def check_params(params: dict) -> dict:
     known = pipeline_parameters()
     for name, value in params.items():
         if name not in known:
-            raise ConfigError(f"--param {name}: unknown pipeline parameter; expected one of "
-                              f"{sorted(known)}")
+            raise ConfigError(
+                f"--param {name}: unknown pipeline parameter; expected one of {sorted(known)}"
+            )
         default = known[name]
         if isinstance(default, bool) or default is None:
             continue
@@ -55,6 +56,8 @@ def check_params(params: dict) -> dict:
         if expected is float and isinstance(value, int):
             continue
         if not isinstance(value, expected) or isinstance(value, bool):
-            raise ConfigError(f"--param {name}={json.dumps(value)}: expected a "
-                              f"{expected.__name__} like {json.dumps(default)}")
+            raise ConfigError(
+                f"--param {name}={json.dumps(value)}: expected a "
+                f"{expected.__name__} like {json.dumps(default)}"
+            )
     return params

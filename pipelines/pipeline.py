@@ -110,31 +110,57 @@ def build_pipeline(config: PipelineConfig | None = None):
         """
         ingest_task = ingest_op(source=source, input_uri=input_uri, options=ingest_options)
         ingest_task.set_display_name("ingest")
-        stats_task = stats_op(dataset=ingest_task.outputs["dataset"],
-                              fixed_domains=fixed_domains, options=stats_options)
+        stats_task = stats_op(
+            dataset=ingest_task.outputs["dataset"],
+            fixed_domains=fixed_domains,
+            options=stats_options,
+        )
         stats_task.set_display_name("stats")
 
         with dsl.ParallelFor(variants, parallelism=config.parallelism) as variant:
-            train_task = train_op(dataset=ingest_task.outputs["dataset"],
-                                  stats=stats_task.outputs["domain_stats"], variant=variant,
-                                  loss=loss, epochs=epochs, options=train_options)
-            request_resources(train_task.set_display_name("train"), accelerator_type,
-                              accelerator_count, cpu_limit, memory_limit)
-            evaluate_task = evaluate_op(dataset=ingest_task.outputs["dataset"],
-                                        stats=stats_task.outputs["domain_stats"],
-                                        model=train_task.outputs["model"], variant=variant,
-                                        options=eval_options)
-            request_resources(evaluate_task.set_display_name("evaluate"), accelerator_type,
-                              accelerator_count, cpu_limit, memory_limit)
+            train_task = train_op(
+                dataset=ingest_task.outputs["dataset"],
+                stats=stats_task.outputs["domain_stats"],
+                variant=variant,
+                loss=loss,
+                epochs=epochs,
+                options=train_options,
+            )
+            request_resources(
+                train_task.set_display_name("train"),
+                accelerator_type,
+                accelerator_count,
+                cpu_limit,
+                memory_limit,
+            )
+            evaluate_task = evaluate_op(
+                dataset=ingest_task.outputs["dataset"],
+                stats=stats_task.outputs["domain_stats"],
+                model=train_task.outputs["model"],
+                variant=variant,
+                options=eval_options,
+            )
+            request_resources(
+                evaluate_task.set_display_name("evaluate"),
+                accelerator_type,
+                accelerator_count,
+                cpu_limit,
+                memory_limit,
+            )
 
-        report_task = report_op(evaluations=dsl.Collected(evaluate_task.outputs["evaluation"]),
-                                baseline=baseline, options=report_options)
+        report_task = report_op(
+            evaluations=dsl.Collected(evaluate_task.outputs["evaluation"]),
+            baseline=baseline,
+            options=report_options,
+        )
         report_task.set_display_name("report")
 
         for task in (ingest_task, stats_task, train_task, evaluate_task, report_task):
             task.set_caching_options(config.enable_caching)
-        return PipelineOutputs(report_html=report_task.outputs["report_html"],
-                               report_md=report_task.outputs["report_md"])
+        return PipelineOutputs(
+            report_html=report_task.outputs["report_html"],
+            report_md=report_task.outputs["report_md"],
+        )
 
     return sparse_domain_dwl
 

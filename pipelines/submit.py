@@ -33,13 +33,19 @@ def submit_vertex(
     try:
         from google.cloud import aiplatform
     except ImportError as exc:
-        raise ConfigError("submit --vertex needs google-cloud-aiplatform: "
-                          "pip install 'dwlrec[vertex]'") from exc
+        raise ConfigError(
+            "submit --vertex needs google-cloud-aiplatform: pip install 'dwlrec[vertex]'"
+        ) from exc
     if not pipeline_root.startswith("gs://"):
         raise ConfigError(f"--pipeline-root {pipeline_root!r}: Vertex AI needs a gs:// URI")
     transport = "rest" if api_endpoint and api_endpoint.startswith("http") else None
-    aiplatform.init(project=project, location=region, credentials=credentials,
-                    api_endpoint=api_endpoint, api_transport=transport)
+    aiplatform.init(
+        project=project,
+        location=region,
+        credentials=credentials,
+        api_endpoint=api_endpoint,
+        api_transport=transport,
+    )
     job = aiplatform.PipelineJob(
         display_name=display_name,
         template_path=str(package_path),
@@ -57,8 +63,10 @@ def submit_vertex(
         raise DwlrecError(f"Vertex AI submission failed: {type(exc).__name__}: {exc}") from exc
     name = job.resource_name
     job_id = name.rsplit("/", 1)[-1]
-    url = (f"https://console.cloud.google.com/vertex-ai/locations/{region}/pipelines/runs/"
-           f"{job_id}?project={project}")
+    url = (
+        f"https://console.cloud.google.com/vertex-ai/locations/{region}/pipelines/runs/"
+        f"{job_id}?project={project}"
+    )
     return {"backend": "vertex", "job": name, "url": url}
 
 
@@ -76,13 +84,23 @@ def submit_kfp(
     import kfp
 
     try:
-        client = kfp.Client(host=host, namespace=namespace or "kubeflow",
-                            existing_token=existing_token)
+        client = kfp.Client(
+            host=host, namespace=namespace or "kubeflow", existing_token=existing_token
+        )
         result = client.create_run_from_pipeline_package(
-            str(package_path), arguments=params or {}, run_name=run_name,
-            experiment_name=experiment, namespace=namespace, enable_caching=enable_caching)
+            str(package_path),
+            arguments=params or {},
+            run_name=run_name,
+            experiment_name=experiment,
+            namespace=namespace,
+            enable_caching=enable_caching,
+        )
     except Exception as exc:  # kfp_server_api.ApiException, urllib3/connection errors
-        raise DwlrecError(f"Kubeflow submission to {host} failed: {type(exc).__name__}: "
-                          f"{exc}") from exc
-    return {"backend": "kubeflow", "run_id": result.run_id,
-            "url": f"{host.rstrip('/')}/#/runs/details/{result.run_id}"}
+        raise DwlrecError(
+            f"Kubeflow submission to {host} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return {
+        "backend": "kubeflow",
+        "run_id": result.run_id,
+        "url": f"{host.rstrip('/')}/#/runs/details/{result.run_id}",
+    }

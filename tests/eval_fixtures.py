@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from components.io import sha256_file
@@ -85,7 +86,7 @@ def write_stats(root: Path, dataset_dir: Path, thresholds=(0.5, 0.2)) -> Path:
 
     dataset = load_dataset(dataset_dir)
     item_domains = dataset.item_domains()
-    train = dataset.interactions.filter(pa.compute.equal(dataset.interactions["split"], "train"))
+    train = dataset.interactions.filter(pc.equal(dataset.interactions["split"], "train"))
     users = train["user_idx"].to_numpy()
     items = train["item_idx"].to_numpy()
     domain_counts = dict.fromkeys(DOMAINS, 0)

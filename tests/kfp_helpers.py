@@ -1,8 +1,16 @@
 """Tiny settings shared by the pipeline/component tests (kept small: 2-core CI)."""
 
 TINY_INGEST = {"num_users": 150, "num_items": 80, "num_domains": 5, "mean_length": 15, "seed": 1}
-TINY_TRAIN = {"max_len": 20, "d_model": 16, "n_blocks": 1, "n_heads": 1, "batch_size": 64,
-              "threads": 1, "progress": False, "seed": 0}
+TINY_TRAIN = {
+    "max_len": 20,
+    "d_model": 16,
+    "n_blocks": 1,
+    "n_heads": 1,
+    "batch_size": 64,
+    "threads": 1,
+    "progress": False,
+    "seed": 0,
+}
 TINY_EPOCHS = 2
 TINY_EVAL = {"bootstrap": 50}
 TINY_REPORT = {"bootstrap": 50}

@@ -22,16 +22,17 @@ from components.stats import component as stats_component
 from components.train import component as train_component
 from tests.kfp_helpers import TINY_EPOCHS, TINY_EVAL, TINY_INGEST, TINY_TRAIN
 
-
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:You may be attemping to run a task that uses custom:RuntimeWarning")
+    "ignore:You may be attemping to run a task that uses custom:RuntimeWarning"
+)
 
 
 @pytest.fixture(scope="module")
 def local_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("kfp-local")
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
-               raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True
+    )
     return root
 
 
@@ -50,19 +51,33 @@ def component_chain() -> ChainOutputs:
     """ingest → stats → train → evaluate for one variant (kfp.local runs a lone component only
     when it has no input artifacts, so the chain is a small pipeline returning every artifact)."""
     ingest = ingest_component.component()(source="synthetic", input_uri="", options=TINY_INGEST)
-    stats = stats_component.component()(dataset=ingest.outputs["dataset"], fixed_domains=[],
-                                         options={})
+    stats = stats_component.component()(
+        dataset=ingest.outputs["dataset"], fixed_domains=[], options={}
+    )
     train = train_component.component()(
-        dataset=ingest.outputs["dataset"], stats=stats.outputs["domain_stats"],
-        variant="dynamic", loss="ce", epochs=TINY_EPOCHS, options=TINY_TRAIN)
+        dataset=ingest.outputs["dataset"],
+        stats=stats.outputs["domain_stats"],
+        variant="dynamic",
+        loss="ce",
+        epochs=TINY_EPOCHS,
+        options=TINY_TRAIN,
+    )
     evaluate = evaluate_component.component()(
-        dataset=ingest.outputs["dataset"], stats=stats.outputs["domain_stats"],
-        model=train.outputs["model"], variant="dynamic", options=TINY_EVAL)
+        dataset=ingest.outputs["dataset"],
+        stats=stats.outputs["domain_stats"],
+        model=train.outputs["model"],
+        variant="dynamic",
+        options=TINY_EVAL,
+    )
     return ChainOutputs(
-        dataset=ingest.outputs["dataset"], domain_stats=stats.outputs["domain_stats"],
-        stats_summary=stats.outputs["summary"], model=train.outputs["model"],
-        metrics=evaluate.outputs["metrics"], eval_summary=evaluate.outputs["summary"],
-        evaluation=evaluate.outputs["evaluation"])
+        dataset=ingest.outputs["dataset"],
+        domain_stats=stats.outputs["domain_stats"],
+        stats_summary=stats.outputs["summary"],
+        model=train.outputs["model"],
+        metrics=evaluate.outputs["metrics"],
+        eval_summary=evaluate.outputs["summary"],
+        evaluation=evaluate.outputs["evaluation"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +96,15 @@ def test_ingest_writes_the_dataset_contract(chain):
 
 
 def test_ingest_bad_option_fails_the_task_without_output(tmp_path, capfd):
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path),
-               raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(tmp_path),
+        raise_on_error=True,
+    )
     with pytest.raises(RuntimeError, match="FAILURE"):
-        ingest_component.component()(source="synthetic", input_uri="",
-                                     options={"num_users": 10, "no_such_option": 1})
+        ingest_component.component()(
+            source="synthetic", input_uri="", options={"num_users": 10, "no_such_option": 1}
+        )
     assert "no_such_option" in capfd.readouterr().out  # the step's error names the option
     leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix == ".parquet"]
     assert leftovers == []
@@ -96,8 +115,9 @@ def test_stats_writes_weights_and_html_summary(chain):
     weights = json.loads((stats_dir / "weights.json").read_text())
     domains = load_dataset(chain["dataset"].path).domain_names()
     assert sorted(weights["domains"]) == domains
-    assert set(pq.read_table(stats_dir / "domain_stats.parquet").column("domain").to_pylist()) \
-        == set(domains)
+    assert set(
+        pq.read_table(stats_dir / "domain_stats.parquet").column("domain").to_pylist()
+    ) == set(domains)
     summary = Path(chain["stats_summary"].path)
     assert summary.read_bytes() == (stats_dir / "report.html").read_bytes()
 

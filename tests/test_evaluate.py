@@ -78,7 +78,7 @@ def test_no_leakage_when_the_last_item_is_unique_per_user(tmp_path):
     n_users, shared = 20, 30
     rng = np.random.default_rng(0)
     sequences = [
-        [int(i) for i in rng.choice(np.arange(1, shared + 1), size=12, replace=False)]
+        [int(i) for i in rng.choice(np.arange(1, shared + 1), size=8 + u % 7, replace=False)]
         + [shared + 1 + u]
         for u in range(n_users)
     ]
@@ -87,12 +87,14 @@ def test_no_leakage_when_the_last_item_is_unique_per_user(tmp_path):
     dataset = load_dataset(dataset_dir)
     stats = load_domain_stats(write_stats(tmp_path / "stats", dataset_dir), dataset)
     model = copy_model(n_items)
-    per_user, rows, _ = evaluate_model(dataset, stats, model, 20, EvalConfig(bootstrap=0), "cpu")
-    prefixes = torch.cat(model.prefixes).numpy()
-    for u, sequence in enumerate(sequences):
-        # the model saw exactly train + valid (left-padded) and never the target
-        assert prefixes[u][prefixes[u] > 0].tolist() == sequence[:-1]
-        assert sequence[-1] not in prefixes[u]
+    per_user, rows, _ = evaluate_model(
+        dataset, stats, model, 20, EvalConfig(bootstrap=0, batch_size=6), "cpu"
+    )
+    # the model saw exactly each user's train + valid items in order (left-padded), never a target
+    seen = sorted(tuple(row[row > 0].tolist()) for batch in model.prefixes for row in batch)
+    assert seen == sorted(tuple(s[:-1]) for s in sequences)
+    targets = {s[-1] for s in sequences}
+    assert not any(item in targets for row in seen for item in row)
     # a model that copies its input cannot find the unseen target: it ties with all the
     # other unseen items and ranks below all of them
     assert per_user["target_item_idx"].to_pylist() == [s[-1] for s in sequences]
@@ -155,9 +157,10 @@ def test_metrics_match_a_per_user_reference_for_a_random_model(chain_data):
     items = torch.randn(N_ITEMS + 1, 5, generator=generator)
     model = FakeModel(N_ITEMS, lambda prefix: states[prefix[:, -1]], items)
     per_user, rows, _ = run_fake(chain_data, model, ks=(5, 10))
-    prefixes = torch.cat(model.prefixes)
-    scores = (states[prefixes[:, -1]] @ items.T).numpy()
+    # chain sequences: the last prefix item is the target - 1 (wrapping)
     targets = per_user["target_item_idx"].to_numpy()
+    last_items = torch.as_tensor((targets - 2) % N_ITEMS + 1)
+    scores = (states[last_items] @ items.T).numpy()
     ranks = [
         sum(1 for i in range(1, N_ITEMS + 1) if i != t and s[i] >= s[t])
         for s, t in zip(scores, targets, strict=True)
@@ -246,3 +249,20 @@ def test_nan_model_is_refused(chain_data):
     )
     with pytest.raises(InputError, match="NaN"):
         run_fake(chain_data, model)
+
+
+def test_batched_encoding_equals_encoding_each_full_prefix():
+    from components.evaluate.evaluate import user_states
+    from components.train.model import ModelConfig, SeqRecModel
+
+    torch.manual_seed(0)
+    model = SeqRecModel(ModelConfig(n_items=30, max_len=12, d_model=8, n_blocks=2, n_heads=2))
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 13, size=23)
+    prefix = np.zeros((23, 12), dtype=np.int64)
+    for row, length in enumerate(lengths):
+        prefix[row, 12 - length :] = rng.integers(1, 31, size=length)
+    got = user_states(model, prefix, "cpu", batch_size=5)
+    with torch.no_grad():
+        expected = model.eval().last_state(torch.as_tensor(prefix))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

@@ -14,8 +14,11 @@ import zipfile
 from pathlib import Path
 
 import fixtures_formats as fx
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from components.errors import ConfigError, InputError
 from components.ingest.sources import READERS
@@ -136,6 +139,38 @@ def test_truncated_gzip_is_a_clear_error(tmp_path, member):
         READERS["movielens"](path, {})
 
 
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(kinds=st.lists(st.sampled_from(["good", "good", "short", "blank", "text"]), max_size=40))
+def test_line_numbers_stay_exact_whatever_the_mix_of_bad_and_blank_lines(tmp_path_factory, kinds):
+    """Every malformed line is reported with its own line number; every good row is kept."""
+    from components.ingest.sources._read import BadRows, FileRef, read_delimited, to_numeric
+
+    lines, good, bad_lines = [], [], []
+    for number, kind in enumerate(kinds, 1):
+        if kind == "good":
+            lines.append(f"{number}\t7\t3\t{1000 + number}")
+            good.append(str(number))
+        elif kind == "short":
+            lines.append(f"{number}\t7")
+            bad_lines.append(number)
+        elif kind == "text":
+            lines.append(f"{number}\t7\t3\tlater")
+            bad_lines.append(number)
+        else:
+            lines.append("")
+    path = tmp_path_factory.mktemp("mix") / "u.data"
+    path.write_text("\n".join(lines) + "\n")
+    bad = BadRows()
+    names = ["user_id", "item_id", "rating", "timestamp"]
+    data = read_delimited(FileRef(path), names, bad, delimiter="\t", quoting=False)
+    table = to_numeric(data, FileRef(path), bad, {"timestamp": (pa.int64(), True)})
+    assert table.column("user_id").to_pylist() == good
+    assert bad.count == len(bad_lines) and data.rows_read == len(good) + len(bad_lines)
+    assert [int(e.split(":")[1]) for e in bad.examples] == bad_lines[:5]
+
+
 def test_movielens_csv_with_wrong_header_is_rejected(tmp_path):
     (tmp_path / "ratings.csv").write_text("user,item,score\n1,2,3\n")
     with pytest.raises(InputError, match=r"ratings.csv:1: expected the header userId,movieId"):
@@ -189,6 +224,20 @@ def test_lastfm_first_tagging_time_in_ms_and_top_tag_domains(tmp_path):
     assert raw.interactions.column("rating").null_count == len(fx.PLAN)
     assert domains(raw) == lastfm_expected_domains(20)
     assert domains(raw)["3"] == ["électro"]  # tags.dat decoded (latin-1)
+
+
+def test_lastfm_official_zip_with_files_at_its_root(tmp_path):
+    files = fx.write_lastfm(tmp_path / "src")
+    archive = tmp_path / "hetrec2011-lastfm-2k.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for path in files.iterdir():
+            handle.write(path, path.name)
+    raw = READERS["lastfm"](archive, {})
+    assert raw.source_files == [
+        f"{archive}/user_taggedartists-timestamps.dat",
+        f"{archive}/tags.dat",
+    ]
+    assert rows(raw) == fx.expected_rows() and domains(raw) == lastfm_expected_domains(20)
 
 
 def test_lastfm_top_tags_option_sends_the_rest_to_other(tmp_path):

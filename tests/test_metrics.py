@@ -223,3 +223,16 @@ def test_paired_bootstrap_with_zero_baseline_has_no_lift():
     result = paired_bootstrap(np.array([0.0, 1.0]), np.zeros(2), n_boot=50, seed=0)
     assert math.isnan(result["lift"])
     assert all(math.isnan(v) for v in result["lift_ci"])
+
+
+def test_fast_bootstrap_matches_resampling_users_directly():
+    # rank metrics have few distinct values: bootstrap_ci draws per-value counts instead of
+    # user indices; its CI must match plain index resampling (same distribution)
+    rng = np.random.default_rng(4)
+    ranks = rng.geometric(0.08, size=3000) - 1
+    values = np.stack([recall_at_k(ranks, 10), ndcg_at_k(ranks, 10)], axis=1)
+    fast = bootstrap_ci(values, n_boot=4000, seed=0)
+    idx = np.random.default_rng(1).integers(0, len(values), size=(4000, len(values)))
+    direct = np.percentile(values[idx].mean(axis=1), [2.5, 97.5], axis=0).T
+    np.testing.assert_allclose(fast, direct, atol=0.004)
+    assert (fast[:, 0] < values.mean(axis=0)).all() and (values.mean(axis=0) < fast[:, 1]).all()

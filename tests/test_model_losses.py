@@ -11,7 +11,7 @@ import torch
 
 from components.errors import ConfigError
 from components.sequences import UserSequences
-from components.train.data import TrainWindows, epoch_batches, shard
+from components.train.data import TrainWindows, epoch_batches, shard, trim_left_padding
 from components.train.losses import (
     LossFunction,
     bce,
@@ -164,6 +164,7 @@ def test_mml_matches_reference():
     got = mml(states, targets, items, negatives, margins, weights)
 
     def cos(a, b):
+        a, b = a.detach(), b.detach()
         return float(a @ b) / (float(a.norm()) * float(b.norm()))
 
     ref = []
@@ -302,3 +303,29 @@ def test_epoch_batches_are_reproducible_and_shards_cover_the_batch():
     assert [len(b) for b in a] == [4, 4, 2]
     parts = [shard(a[0], r, 2) for r in range(2)]
     assert np.concatenate(parts).tolist() == a[0].tolist()
+
+
+def test_trimming_left_padding_changes_nothing_but_the_width():
+    inputs = np.array([[0, 0, 0, 4, 5], [0, 0, 2, 3, 4]])
+    targets = np.array([[0, 0, 0, 5, 6], [0, 0, 3, 4, 5]])
+    short_inputs, short_targets = trim_left_padding(inputs, targets)
+    assert short_inputs.tolist() == [[0, 4, 5], [2, 3, 4]]
+    assert short_targets.tolist() == [[0, 5, 6], [3, 4, 5]]
+    model = _model()
+    with torch.no_grad():
+        full = model.encode(torch.from_numpy(inputs))
+        short = model.encode(torch.from_numpy(short_inputs))
+    assert torch.allclose(full[:, 2:], short, atol=1e-5)
+
+
+def test_length_buckets_group_similar_lengths_and_keep_every_user():
+    users = np.arange(40)
+    lengths = np.random.default_rng(0).integers(1, 100, size=40)
+    batches = epoch_batches(users, 4, seed=0, epoch=1, lengths=lengths, bucket=5)
+    assert sorted(np.concatenate(batches).tolist()) == users.tolist()
+    again = epoch_batches(users, 4, seed=0, epoch=1, lengths=lengths, bucket=5)
+    assert [b.tolist() for b in batches] == [b.tolist() for b in again]
+    # within a batch lengths are close: the spread is far below the plain shuffle's
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    plain = np.mean([np.ptp(lengths[b]) for b in epoch_batches(users, 4, 0, 1)])
+    assert spread < plain / 2

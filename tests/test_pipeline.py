@@ -19,8 +19,12 @@ STEPS = ("ingest", "stats", "train", "evaluate", "report")
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory) -> dict:
     path = tmp_path_factory.mktemp("compile") / "pipeline.yaml"
-    compile_pipeline(str(path), PipelineConfig(image="registry.example/dwlrec:1.0",
-                                               cuda_image="registry.example/dwlrec-cuda:1.0"))
+    compile_pipeline(
+        str(path),
+        PipelineConfig(
+            image="registry.example/dwlrec:1.0", cuda_image="registry.example/dwlrec-cuda:1.0"
+        ),
+    )
     return yaml.safe_load(path.read_text())
 
 
@@ -30,8 +34,11 @@ def _executors(spec: dict) -> dict:
 
 def _executor_of(spec: dict, component_prefix: str) -> dict:
     """The container spec of the one executor whose component name starts with the prefix."""
-    found = [e["container"] for name, e in _executors(spec).items()
-             if name.removeprefix("exec-").startswith(component_prefix)]
+    found = [
+        e["container"]
+        for name, e in _executors(spec).items()
+        if name.removeprefix("exec-").startswith(component_prefix)
+    ]
     assert len(found) == 1, (component_prefix, list(_executors(spec)))
     return found[0]
 
@@ -65,9 +72,11 @@ def test_compiled_parameters_have_the_demo_defaults(compiled):
 def test_every_task_runs_in_the_project_images_without_pip(compiled):
     for name, executor in _executors(compiled).items():
         container = executor["container"]
-        expected = ("registry.example/dwlrec-cuda:1.0"
-                    if name.startswith(("exec-train", "exec-evaluate"))
-                    else "registry.example/dwlrec:1.0")
+        expected = (
+            "registry.example/dwlrec-cuda:1.0"
+            if name.startswith(("exec-train", "exec-evaluate"))
+            else "registry.example/dwlrec:1.0"
+        )
         assert container["image"] == expected, name
         command = " ".join(container["command"])
         assert "pip install" not in command, name
@@ -83,8 +92,9 @@ def test_train_and_evaluate_request_the_gpu_and_limits(compiled):
         assert "pipelinechannel--cpu_limit" in resources["resourceCpuLimit"]
         assert "pipelinechannel--memory_limit" in resources["resourceMemoryLimit"]
     assert "resources" not in _executor_of(compiled, "ingest")
-    assert compiled["root"]["inputDefinitions"]["parameters"]["accelerator_count"][
-        "defaultValue"] == 1
+    assert (
+        compiled["root"]["inputDefinitions"]["parameters"]["accelerator_count"]["defaultValue"] == 1
+    )
 
 
 def test_caching_is_on_for_every_task(compiled):
@@ -105,20 +115,32 @@ def test_compile_cli_no_gpu_uses_the_cpu_image_everywhere(tmp_path, monkeypatch)
 
 
 def test_pipeline_package_imports_no_torch():
-    code = ("import sys, pipelines.cli, pipelines.pipeline, pipelines.local, pipelines.submit; "
-            "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).parents[1])
+    code = (
+        "import sys, pipelines.cli, pipelines.pipeline, pipelines.local, pipelines.submit; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[1],
+    )
     assert out.stdout.strip() == "False"
 
 
 def test_params_parse_json_values_and_reject_unknown_names(tmp_path):
     params_file = tmp_path / "p.json"
     params_file.write_text(json.dumps({"epochs": 3, "source": "movielens"}))
-    params = parse_params(["epochs=5", 'variants=["none","dynamic"]', "input_uri=/data/ml"],
-                          str(params_file))
-    assert params == {"epochs": 5, "source": "movielens", "variants": ["none", "dynamic"],
-                      "input_uri": "/data/ml"}
+    params = parse_params(
+        ["epochs=5", 'variants=["none","dynamic"]', "input_uri=/data/ml"], str(params_file)
+    )
+    assert params == {
+        "epochs": 5,
+        "source": "movielens",
+        "variants": ["none", "dynamic"],
+        "input_uri": "/data/ml",
+    }
     with pytest.raises(Exception, match="unknown pipeline parameter"):
         parse_params(["epoch=5"])
     with pytest.raises(Exception, match="expected a int"):
@@ -135,8 +157,19 @@ def test_local_run_end_to_end_produces_the_comparison_report(tmp_path, capsys):
     """The whole pipeline through kfp.local (SubprocessRunner), three variants, tiny settings."""
     params_file = tmp_path / "params.json"
     params_file.write_text(json.dumps(TINY_PARAMS))
-    assert pipeline_cli(["run", "--local", "--pipeline-root", str(tmp_path / "root"),
-                         "--params-file", str(params_file)]) == 0
+    assert (
+        pipeline_cli(
+            [
+                "run",
+                "--local",
+                "--pipeline-root",
+                str(tmp_path / "root"),
+                "--params-file",
+                str(params_file),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     summary = json.loads(out.splitlines()[-2])
     report_html = Path(summary["report_html"])
@@ -147,8 +180,7 @@ def test_local_run_end_to_end_produces_the_comparison_report(tmp_path, capsys):
     run_dir = Path(summary["run_dir"])
     evaluations = sorted(run_dir.glob("for-loop-*-iteration-*/evaluate/evaluation"))
     assert len(evaluations) == len(DEFAULT_VARIANTS)
-    schemes = {json.loads((e / "metrics.json").read_text())["model"]["scheme"]
-               for e in evaluations}
+    schemes = {json.loads((e / "metrics.json").read_text())["model"]["scheme"] for e in evaluations}
     assert schemes == set(DEFAULT_VARIANTS)
     report_md = Path(summary["report_md"]).read_text()
     assert "dynamic" in report_md and "fixed" in report_md

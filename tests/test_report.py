@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -84,9 +85,7 @@ def test_better_variant_is_flagged_with_a_paired_ci(setup):
     summary = report({"dynamic": better, "none": base}, tmp_path / "rep", bootstrap=300)
     table = pq.read_table(tmp_path / "rep" / "comparison.parquet")
     rows = table.to_pylist()
-    overall = {
-        (r["variant"], r["metric"]): r for r in rows if r["cohort"] == "overall"
-    }
+    overall = {(r["variant"], r["metric"]): r for r in rows if r["cohort"] == "overall"}
     gain = overall[("dynamic", "ndcg@10")]
     assert gain["value"] > gain["baseline_value"] > 0
     assert gain["significant"] and gain["delta_low"] > 0
@@ -105,6 +104,13 @@ def test_better_variant_is_flagged_with_a_paired_ci(setup):
     assert "▲" in html and "rare (sparse)" in html
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "| overall | 150 |" in md
+    # a cohort smaller than --min-users is never flagged, whatever its CI says
+    report({"dynamic": better, "none": base}, tmp_path / "rep2", bootstrap=300, min_users=151)
+    strict = pq.read_table(tmp_path / "rep2" / "comparison.parquet").to_pylist()
+    assert not any(r["significant"] for r in strict)
+    np.testing.assert_array_equal(
+        [r["delta_low"] for r in strict], [r["delta_low"] for r in rows]
+    )  # same seeds, same CIs
 
 
 def test_cli_on_real_evaluations_renders_charts_and_curves(setup, capsys):
@@ -153,3 +159,22 @@ def test_errors_name_the_problem_and_write_nothing(setup, capsys, tmp_path):
     with pytest.raises(ConfigError, match="exclude-seen"):
         report({"none": base, "excl": excluded}, out)
     assert not out.exists()
+
+
+def test_several_runs_of_a_variant_are_averaged_per_user(setup):
+    tmp_path, _, _, eval_dir = setup
+    base = eval_dir("e_base", noisy_oracle(N_ITEMS, 1.0, seed=1))
+    seed_a = eval_dir("e_a", noisy_oracle(N_ITEMS, 0.3, seed=2))
+    seed_b = eval_dir("e_b", noisy_oracle(N_ITEMS, 0.6, seed=3))
+    report({"none": base, "dyn": f"{seed_a},{seed_b}"}, tmp_path / "rep", bootstrap=50)
+    rows = pq.read_table(tmp_path / "rep" / "comparison.parquet").to_pylist()
+    pooled = next(r for r in rows if r["cohort"] == "overall" and r["variant"] == "dyn")
+    report({"a": seed_a, "b": seed_b}, tmp_path / "rep_ab", baseline="a", bootstrap=0)
+    single = {
+        r["variant"]: r["value"]
+        for r in pq.read_table(tmp_path / "rep_ab" / "comparison.parquet").to_pylist()
+        if r["cohort"] == "overall" and r["metric"] == pooled["metric"]
+    }
+    assert pooled["runs"] == 2
+    assert pooled["value"] == pytest.approx((single["a"] + single["b"]) / 2, abs=1e-12)
+    assert "averaged over its runs" in (tmp_path / "rep" / "report.md").read_text()

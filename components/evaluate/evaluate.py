@@ -200,17 +200,28 @@ def seen_mask(history_offsets: np.ndarray, history_items: np.ndarray, n_candidat
 
 
 def user_states(model, prefix: np.ndarray, device: str, batch_size: int):
-    """The model's state after each prefix row: [U, d] on ``device`` (no grad, eval mode)."""
+    """The model's state after each prefix row: [U, d] on ``device`` (no grad, eval mode).
+
+    Rows are batched by prefix length and each batch's all-padding leading columns are dropped
+    (the state does not depend on them), so short histories cost little.
+    """
     import torch
     from tqdm.auto import tqdm
 
+    from components.train.data import trim_left_padding
+
     model.eval()
+    order = np.argsort((prefix != 0).sum(axis=1), kind="stable")
     states = []
     with torch.no_grad():
         for start in tqdm(range(0, len(prefix), batch_size), desc="encode", unit="batch"):
-            batch = torch.as_tensor(prefix[start : start + batch_size], device=device)
-            states.append(model.last_state(batch).float())
-    return torch.cat(states) if states else torch.empty((0, 0), device=device)
+            (rows,) = trim_left_padding(prefix[order[start : start + batch_size]])
+            states.append(model.last_state(torch.as_tensor(rows, device=device)).float())
+    if not states:
+        return torch.empty((0, 0), device=device)
+    out = torch.empty_like(torch.cat(states))
+    out[torch.as_tensor(order, device=device)] = torch.cat(states)
+    return out
 
 
 def rank_test_users(
@@ -424,6 +435,8 @@ def metrics_markdown(metrics: dict, rows: list[dict]) -> str:
     header = ["cohort", "domain", "θ", "n", *names, f"top-{k0} share", "target share"]
     table_rows = []
     for row in rows:
+        if row["cohort"] == "power" and row["n"] == 0:
+            continue  # a domain without power users at this θ: nothing to report
         is_domain = row["cohort"] == "domain"
         table_rows.append(
             [

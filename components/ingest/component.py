@@ -17,8 +17,9 @@ def ingest(source: str, input_uri: str, options: dict, dataset: Output[Dataset])
     from components.kfp_support import restore_ints, write_artifact_dir
 
     def produce(out_dir):
-        return run_ingest(source=source, input_uri=input_uri or None, output_dir=out_dir,
-                          **restore_ints(options))
+        return run_ingest(
+            source=source, input_uri=input_uri or None, output_dir=out_dir, **restore_ints(options)
+        )
 
     manifest = write_artifact_dir(dataset.path, produce)
     dataset.metadata["source"] = source

@@ -13,6 +13,8 @@ EXAMPLES = """examples:
       --baseline none --output out/report
   python -m components.report --eval none=out/e0 fixed=out/e1 inverse=out/e2 dynamic=out/e3 \\
       --output out/report --bootstrap 2000 --k 20
+  python -m components.report --eval none=out/e-none-s0,out/e-none-s1 \
+      dynamic=out/e-dyn-s0,out/e-dyn-s1 --output out/report      # two seeds per variant
 
 outputs (written atomically to --output):
   report.html         summary sentences, NDCG@K by domain (grouped bars), lift tables,
@@ -24,7 +26,8 @@ outputs (written atomically to --output):
 
 
 def parse_evals(pairs: list[str]) -> dict[str, str]:
-    """['none=dir', …] → {'none': 'dir', …}; malformed or duplicate names are errors."""
+    """['none=dir', 'dyn=d1,d2', …] → {'none': 'dir', 'dyn': 'd1,d2'}; malformed or duplicate
+    names are errors (comma-separated dirs are runs of one variant)."""
     evals: dict[str, str] = {}
     for pair in pairs:
         name, sep, path = pair.partition("=")
@@ -47,13 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--eval", required=True, nargs="+", action="extend", metavar="NAME=DIR",
-        help="a variant's evaluate output dir under a display name (repeatable)",
+        help="a variant's evaluate output dir under a display name (repeatable); NAME=DIR1,DIR2 "
+        "gives several runs (e.g. training seeds) of one variant, averaged per user",
     )  # fmt: skip
     parser.add_argument("--baseline", default="none", help="the NAME the others are compared to")
     parser.add_argument("--output", required=True, help="output dir (replaced atomically)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--k", type=int, default=10, help="cut-off K of Recall@K / NDCG@K")
+    parser.add_argument(
+        "--min-users", type=int, default=20,
+        help="never flag a cohort with fewer users as significant (tiny-n bootstrap CIs are "
+        "degenerate)",
+    )  # fmt: skip
     return parser
 
 
@@ -67,6 +76,7 @@ def _run(args: argparse.Namespace) -> None:
         bootstrap=args.bootstrap,
         seed=args.seed,
         k=args.k,
+        min_users=args.min_users,
     )
     print("\n".join(summary["findings"]) or f"wrote {args.output} (baseline only)")
     print(json.dumps({"output_dir": summary["output_dir"], "variants": summary["variants"]}))

@@ -62,6 +62,8 @@ COMPARISON_FILE = "comparison.parquet"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 SUMMARY_FILE = "summary.json"
+# Cohorts smaller than this are never flagged significant (our choice; --min-users).
+MIN_USERS = 20
 
 
 @dataclass
@@ -89,6 +91,30 @@ def _read_jsonl(path: Path) -> list[dict]:
         raise InputError(f"{path}: invalid JSON line ({exc})") from exc
 
 
+@dataclass
+class Variant:
+    """A named variant: one eval dir, or several (e.g. training seeds) averaged per user."""
+
+    name: str
+    runs: list[EvalRun]
+
+    @property
+    def scheme(self) -> str:
+        return self.runs[0].scheme
+
+    @property
+    def per_user(self) -> pa.Table:
+        return self.runs[0].per_user
+
+    @property
+    def metrics(self) -> dict:
+        return self.runs[0].metrics
+
+    def values(self, metric: str) -> np.ndarray:
+        """Per-user ``metric`` ("ndcg@10"…), averaged over the variant's runs."""
+        return np.mean([metric_values(r.per_user["rank"].to_numpy(), metric) for r in self.runs], 0)
+
+
 def load_eval(name: str, path: str | Path) -> EvalRun:
     root = localize(path)
     missing = [n for n in (METRICS_FILE, PER_USER_FILE) if not (root / n).exists()]
@@ -102,6 +128,14 @@ def load_eval(name: str, path: str | Path) -> EvalRun:
     history_path = root / "weights_history.json"
     history = json.loads(history_path.read_text()) if history_path.exists() else []
     return EvalRun(name, root, metrics, per_user, _read_jsonl(root / "train_log.jsonl"), history)
+
+
+def load_variant(name: str, dirs: str | list[str]) -> Variant:
+    """``dirs``: one eval dir, a list of them, or a comma-separated string of them."""
+    paths = dirs if isinstance(dirs, list | tuple) else [d for d in str(dirs).split(",") if d]
+    if not paths:
+        raise ConfigError(f"--eval {name}: no eval dir given")
+    return Variant(name, [load_eval(name, path) for path in paths])
 
 
 def check_comparable(runs: list[EvalRun]) -> None:
@@ -134,19 +168,29 @@ def metric_values(ranks: np.ndarray, metric: str) -> np.ndarray:
 
 
 def comparison_rows(
-    runs: list[EvalRun], baseline: EvalRun, stats: DomainStats, metrics, bootstrap: int, seed: int
+    variants: list[Variant],
+    baseline: Variant,
+    stats: DomainStats,
+    metrics,
+    bootstrap: int,
+    seed: int,
+    min_users: int = MIN_USERS,
 ) -> list[dict]:
-    """One row per cohort × variant × metric with the paired bootstrap lift vs the baseline."""
+    """One row per cohort × variant × metric with the paired bootstrap lift vs the baseline.
+
+    ``significant``: the difference's CI excludes 0 AND the cohort has >= ``min_users`` users
+    (a percentile bootstrap over a handful of users gives degenerate, overconfident CIs).
+    """
     sparse = set(stats.sparse_domains())
-    base_values = {m: metric_values(baseline.per_user["rank"].to_numpy(), m) for m in metrics}
+    base_values = {m: baseline.values(m) for m in metrics}
+    variant_values = {(v.name, m): v.values(m) for v in variants for m in metrics}
     rows = []
     for key, mask in cohort_masks(baseline.per_user, stats):
         # one seed per cohort: every variant and metric sees the same resampled users
         cohort_seed = stable_seed(seed, cohort_key_str(key))
-        for run in runs:
-            ranks = run.per_user["rank"].to_numpy()[mask]
+        for variant in variants:
             for metric in metrics:
-                values = metric_values(ranks, metric)
+                values = variant_values[(variant.name, metric)][mask]
                 paired = paired_bootstrap(values, base_values[metric][mask], bootstrap, cohort_seed)
                 ci = bootstrap_ci(values, bootstrap, cohort_seed)
                 rows.append(
@@ -154,8 +198,9 @@ def comparison_rows(
                         **key,
                         "sparse": key["domain"] in sparse if key["domain"] else None,
                         "n": int(mask.sum()),
-                        "variant": run.name,
-                        "scheme": run.scheme,
+                        "variant": variant.name,
+                        "scheme": variant.scheme,
+                        "runs": len(variant.runs),
                         "metric": metric,
                         "value": paired["variant"],
                         "value_low": float(ci[0]),
@@ -167,7 +212,7 @@ def comparison_rows(
                         "lift": paired["lift"],
                         "lift_low": paired["lift_ci"][0],
                         "lift_high": paired["lift_ci"][1],
-                        "significant": paired["significant"],
+                        "significant": paired["significant"] and int(mask.sum()) >= min_users,
                     }
                 )
     return rows
@@ -182,6 +227,7 @@ COMPARISON_SCHEMA = pa.schema(
         ("n", pa.int64()),
         ("variant", pa.string()),
         ("scheme", pa.string()),
+        ("runs", pa.int64()),
         ("metric", pa.string()),
         ("value", pa.float64()),
         ("value_low", pa.float64()),
@@ -211,8 +257,11 @@ def _lift_text(row: dict) -> str:
         return "–"
     if np.isnan(row["lift"]):
         return f"Δ {row['delta']:+.4f} [{row['delta_low']:+.4f}, {row['delta_high']:+.4f}]"
-    if np.isnan(row["lift_low"]):
-        return _pct(row["lift"])
+    if np.isnan(row["lift_low"]):  # some resample had a zero baseline: CI of the difference
+        return (
+            f"{_pct(row['lift'])} (Δ {row['delta']:+.4f} "
+            f"[{row['delta_low']:+.4f}, {row['delta_high']:+.4f}])"
+        )
     return f"{_pct(row['lift'])} [{_pct(row['lift_low'])}, {_pct(row['lift_high'])}]"
 
 
@@ -228,24 +277,21 @@ def summary_sentence(rows: list[dict], variant: str, baseline: str, metric: str)
     domains = [r for r in mine if r["cohort"] == "domain" and r["n"] > 0]
     overall = next(r for r in mine if r["cohort"] == "overall")
 
+    def change(r: dict) -> str:
+        # a lift is undefined when the baseline scored 0: give the absolute change instead
+        return _pct(r["lift"]) if not np.isnan(r["lift"]) else f"{r['delta']:+.4f} from 0"
+
     def part(group: list[dict], label: str) -> str:
         gains = [r for r in group if r["significant"] and r["delta"] > 0]
         losses = [r for r in group if r["significant"] and r["delta"] < 0]
-        text = (
+        gains_text = ", ".join(f"{r['domain']} {change(r)}" for r in gains)
+        losses_text = ", ".join(f"{r['domain']} {change(r)}" for r in losses)
+        return (
             f"{label}: significant gains in {len(gains)} of {len(group)}"
-            + (
-                " (" + ", ".join(f"{r['domain']} {_pct(r['lift'])}" for r in gains) + ")"
-                if gains
-                else ""
-            )
+            + (f" ({gains_text})" if gains else "")
             + f", significant losses in {len(losses)}"
-            + (
-                " (" + ", ".join(f"{r['domain']} {_pct(r['lift'])}" for r in losses) + ")"
-                if losses
-                else ""
-            )
+            + (f" ({losses_text})" if losses else "")
         )
-        return text
 
     sparse = [r for r in domains if r["sparse"]]
     dense = [r for r in domains if not r["sparse"]]
@@ -279,6 +325,8 @@ def lift_table(rows: list[dict], variants: list[str], baseline: str, metric: str
     table, classes = [], []
     for cohort, domain, theta in cohorts:
         base = index[(cohort, domain, theta, baseline)]
+        if base["n"] == 0:
+            continue  # e.g. a domain without power users at this θ (kept in comparison.parquet)
         if cohort == "overall":
             label = "overall"
         elif cohort == "domain":
@@ -301,7 +349,7 @@ def lift_table(rows: list[dict], variants: list[str], baseline: str, metric: str
 # --------------------------------------------------------------------------- charts
 
 
-def chart_domains(runs: list[EvalRun], stats: DomainStats, metric: str, bootstrap: int, seed: int):
+def chart_domains(runs: list[Variant], stats: DomainStats, metric: str, bootstrap: int, seed: int):
     """Grouped bars: ``metric`` per domain (sparsest → densest) per variant, with 95% CIs."""
     plt = pyplot()
 
@@ -316,10 +364,10 @@ def chart_domains(runs: list[EvalRun], stats: DomainStats, metric: str, bootstra
     x = np.arange(len(domains))
     colors = plt.get_cmap("tab10")
     for i, run in enumerate(runs):
-        ranks = run.per_user["rank"].to_numpy()
+        per_user = run.values(metric)
         means, lows, highs = [], [], []
         for domain in domains:
-            values = metric_values(ranks[masks[domain]], metric)
+            values = per_user[masks[domain]]
             ci = bootstrap_ci(values, bootstrap, stable_seed(seed, "domain:" + domain))
             means.append(values.mean())
             lows.append(values.mean() - ci[0] if bootstrap else 0.0)
@@ -345,21 +393,24 @@ def chart_domains(runs: list[EvalRun], stats: DomainStats, metric: str, bootstra
     return figure_to_svg(fig)
 
 
-def chart_training(runs: list[EvalRun]) -> str | None:
-    """Train loss and validation NDCG@10 per epoch, one line per variant."""
-    if not any(run.train_log for run in runs):
+def chart_training(variants: list[Variant]) -> str | None:
+    """Train loss and validation NDCG@10 per epoch, one line per run (colour per variant)."""
+    runs = [
+        (v.name if len(v.runs) == 1 else f"{v.name} #{i + 1}", run, color)
+        for color, v in enumerate(variants)
+        for i, run in enumerate(v.runs)
+    ]
+    if not any(run.train_log for _, run, _ in runs):
         return None
     plt = pyplot()
 
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for run in runs:
+    colors = plt.get_cmap("tab10")
+    for label, run, color in runs:
+        style = {"marker": ".", "label": label, "color": colors(color % 10)}
         epochs = [r.get("epoch") for r in run.train_log]
-        ax_loss.plot(
-            epochs, [r.get("train_loss") for r in run.train_log], marker=".", label=run.name
-        )
-        ax_val.plot(
-            epochs, [r.get("val_ndcg@10") for r in run.train_log], marker=".", label=run.name
-        )
+        ax_loss.plot(epochs, [r.get("train_loss") for r in run.train_log], **style)
+        ax_val.plot(epochs, [r.get("val_ndcg@10") for r in run.train_log], **style)
     ax_loss.set(xlabel="epoch", ylabel="train loss (weighted)", title="training loss")
     ax_val.set(
         xlabel="epoch", ylabel="validation NDCG@10", title="validation NDCG@10 (full ranking)"
@@ -375,9 +426,16 @@ def _varies(history: list[dict]) -> bool:
     return len(set(values)) > 1
 
 
-def chart_weights(runs: list[EvalRun], stats: DomainStats) -> str | None:
-    """Each weighted variant's per-domain weights over training (colour: sparse → dense)."""
-    weighted = [run for run in runs if _varies(run.weights_history)]
+def chart_weights(variants: list[Variant], stats: DomainStats) -> str | None:
+    """Each weighted variant's per-domain weights over training (colour: sparse → dense).
+
+    For a variant with several runs, the first run's trajectory is drawn.
+    """
+    weighted = [
+        EvalRun(v.name, v.runs[0].path, {}, v.per_user, [], v.runs[0].weights_history)
+        for v in variants
+        if _varies(v.runs[0].weights_history)
+    ]
     if not weighted:
         return None
     plt = pyplot()
@@ -403,9 +461,9 @@ def chart_weights(runs: list[EvalRun], stats: DomainStats) -> str | None:
 # --------------------------------------------------------------------------- documents
 
 
-def _describe_runs(runs: list[EvalRun]) -> list[list[str]]:
+def _describe_runs(variants: list[Variant]) -> list[list[str]]:
     rows = []
-    for run in runs:
+    for run in (run for v in variants for run in v.runs):
         model = run.metrics.get("model", {})
         rows.append(
             [
@@ -472,14 +530,19 @@ def html_report(context: dict, charts: dict[str, str | None]) -> str:
 
 
 def report(
-    evals: dict[str, str],
+    evals: dict[str, str | list[str]],
     output_dir: str,
     baseline: str = "none",
     bootstrap: int = 1000,
     seed: int = 0,
     k: int = 10,
+    min_users: int = MIN_USERS,
 ) -> dict:
-    """Compare eval dirs ``{variant name: dir}`` against ``baseline``; write the report dir."""
+    """Compare eval dirs ``{variant name: dir(s)}`` against ``baseline``; write the report dir.
+
+    Several dirs for one name (a list or "d1,d2") are runs of that variant (e.g. seeds): each
+    user's metric is averaged over them before the paired bootstrap.
+    """
     if not evals:
         raise ConfigError("--eval: give at least one NAME=DIR")
     if baseline not in evals:
@@ -488,9 +551,11 @@ def report(
         raise ConfigError(f"--bootstrap: must be >= 0, got {bootstrap}")
     if k < 1:
         raise ConfigError(f"--k: must be >= 1, got {k}")
+    if min_users < 1:
+        raise ConfigError(f"--min-users: must be >= 1, got {min_users}")
     names = [baseline, *[n for n in evals if n != baseline]]
-    runs = [load_eval(name, evals[name]) for name in names]
-    check_comparable(runs)
+    runs = [load_variant(name, evals[name]) for name in names]
+    check_comparable([run for variant in runs for run in variant.runs])
     base = runs[0]
     domain_info = base.metrics.get("domains", [])
     stats = DomainStats(
@@ -500,7 +565,7 @@ def report(
         power_users=pa.table({}),
     )
     metrics = [f"ndcg@{k}", f"recall@{k}"]
-    rows = comparison_rows(runs, base, stats, metrics, bootstrap, seed)
+    rows = comparison_rows(runs, base, stats, metrics, bootstrap, seed, min_users)
     sentences = [
         summary_sentence(rows, run.name, baseline, metric) for run in runs[1:] for metric in metrics
     ]
@@ -511,12 +576,22 @@ def report(
             f"{base.per_user.num_rows} test users, full ranking over "
             f"{base.metrics.get('n_items')} items, seen items "
             f"{'excluded' if base.metrics.get('exclude_seen') else 'kept'}; paired bootstrap over "
-            f"users ({bootstrap} resamples, seed {seed}). Sparse domains: "
+            f"users ({bootstrap} resamples, seed {seed})"
+            + (
+                "; a variant with several eval dirs (seeds) is scored by each user's metric "
+                "averaged over its runs"
+                if any(len(v.runs) > 1 for v in runs)
+                else ""
+            )
+            + ". Sparse domains: "
             f"{', '.join(stats.sparse_domains()) or 'none'}."
         ),
         "sentences": sentences,
         "tables": {m: lift_table(rows, names, baseline, m) for m in metrics},
-        "legend": "▲/▼: the 95% CI of the difference excludes 0 (significant gain/loss).",
+        "legend": (
+            "▲/▼: significant gain/loss (the 95% CI of the difference excludes 0 and the "
+            f"cohort has at least {min_users} users). Cohorts with no users are omitted."
+        ),
         "chart_metric": metrics[0],
     }
     charts = {

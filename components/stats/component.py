@@ -6,8 +6,13 @@ from kfp.dsl import HTML, Dataset, Input, Output
 from components.kfp_support import cpu_image
 
 
-def stats(dataset: Input[Dataset], fixed_domains: list, options: dict,
-          domain_stats: Output[Dataset], summary: Output[HTML]):
+def stats(
+    dataset: Input[Dataset],
+    fixed_domains: list,
+    options: dict,
+    domain_stats: Output[Dataset],
+    summary: Output[HTML],
+):
     """Domain sparsity statistics and every scheme's target weights (``weights.json``).
 
     ``fixed_domains`` = the `fixed` scheme's boosted domains ([] = the step's default);
@@ -19,8 +24,12 @@ def stats(dataset: Input[Dataset], fixed_domains: list, options: dict,
     from components.stats import compute_stats
 
     def produce(out_dir):
-        return compute_stats(dataset_dir=dataset.path, output_dir=out_dir,
-                             fixed_domains=list(fixed_domains) or None, **restore_ints(options))
+        return compute_stats(
+            dataset_dir=dataset.path,
+            output_dir=out_dir,
+            fixed_domains=list(fixed_domains) or None,
+            **restore_ints(options),
+        )
 
     write_artifact_dir(domain_stats.path, produce)
     copy_file(os.path.join(domain_stats.path, "report.html"), summary.path)

@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     opt.add_argument("--seed", type=int, default=0)
     opt.add_argument(
+        "--length-buckets",
+        type=int,
+        default=0,
+        help="> 1: batch users of similar length (sorted within runs of N batches); "
+        "much faster when sequences are short; 0 = plain shuffle",
+    )
+    opt.add_argument(
         "--stop-after-epochs",
         type=int,
         default=0,

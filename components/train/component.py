@@ -6,8 +6,15 @@ from kfp.dsl import Dataset, Input, Model, Output
 from components.kfp_support import cuda_image
 
 
-def train(dataset: Input[Dataset], stats: Input[Dataset], variant: str, loss: str, epochs: int,
-          options: dict, model: Output[Model]):
+def train(
+    dataset: Input[Dataset],
+    stats: Input[Dataset],
+    variant: str,
+    loss: str,
+    epochs: int,
+    options: dict,
+    model: Output[Model],
+):
     """Train one weighting ``variant`` (none|fixed|inverse|dynamic) with ``loss``; ``options`` =
     further ``train`` keyword arguments (model size, batch size, learning rate, seed…)."""
     import json
@@ -17,10 +24,15 @@ def train(dataset: Input[Dataset], stats: Input[Dataset], variant: str, loss: st
     from components.train import train as run_train
 
     def produce(out_dir):
-        return run_train(dataset_dir=dataset.path,
-                         weights_path=os.path.join(stats.path, "weights.json"),
-                         output_dir=out_dir, scheme=variant, loss=loss, epochs=epochs,
-                         **{"device": "auto", **restore_ints(options)})
+        return run_train(
+            dataset_dir=dataset.path,
+            weights_path=os.path.join(stats.path, "weights.json"),
+            output_dir=out_dir,
+            scheme=variant,
+            loss=loss,
+            epochs=epochs,
+            **{"device": "auto", **restore_ints(options)},
+        )
 
     summary = write_artifact_dir(model.path, produce)
     model.metadata["variant"] = variant

@@ -24,6 +24,11 @@ class TrainWindows:
         """Users with at least two train items (one input, one target)."""
         return np.flatnonzero(np.diff(self.offsets) >= 2)
 
+    @property
+    def lengths(self) -> np.ndarray:
+        """Train items per user [n_users]."""
+        return np.diff(self.offsets)
+
     def batch(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """users [B] → (inputs [B, max_len], targets [B, max_len]) int64, left-padded with 0."""
         ends = self.offsets[users + 1]  # one past each user's last train item
@@ -35,12 +40,43 @@ class TrainWindows:
         return inputs, targets
 
 
-def epoch_batches(users: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
-    """Users shuffled by (seed, epoch) — reproducible after a resume — cut into batches."""
-    order = np.random.default_rng([seed, epoch]).permutation(users)
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+def epoch_batches(
+    users: np.ndarray,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    lengths: np.ndarray | None = None,
+    bucket: int = 0,
+) -> list[np.ndarray]:
+    """Users shuffled by (seed, epoch) — reproducible after a resume — cut into batches.
+
+    ``bucket`` > 1 (with ``lengths`` [n_users]): within each run of ``bucket`` batches, users are
+    sorted by length before cutting, then the batch order is shuffled. Batches of similar
+    lengths carry less padding, which is most of the work when sequences are short.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(users)
+    if bucket > 1 and lengths is not None:
+        chunk = batch_size * bucket
+        runs = [order[i : i + chunk] for i in range(0, len(order), chunk)]
+        order = np.concatenate([r[np.argsort(lengths[r], kind="stable")] for r in runs])
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if bucket > 1 and lengths is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
 
 
 def shard(batch: np.ndarray, rank: int, world_size: int) -> np.ndarray:
     """This process's share of a global batch (contiguous, sizes differ by at most one)."""
     return np.array_split(batch, world_size)[rank]
+
+
+def trim_left_padding(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Drop the leading columns that are padding in every row of ``arrays[0]``.
+
+    The model's output does not depend on leading padding (padded keys are masked, positions are
+    counted from the right), so this only saves work: short-sequence batches get short.
+    """
+    used = np.flatnonzero((arrays[0] != 0).any(axis=0))
+    first = int(used[0]) if len(used) else arrays[0].shape[1] - 1
+    return tuple(a[:, first:] for a in arrays)

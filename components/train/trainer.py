@@ -41,7 +41,7 @@ from components.stats.weighting import (
     check_dataset,
     load_weights,
 )
-from components.train.data import TrainWindows, epoch_batches, shard
+from components.train.data import TrainWindows, epoch_batches, shard, trim_left_padding
 from components.train.losses import LOSSES, LossFunction, train_item_probs, weighted_mean
 from components.train.model import CONFIG_FILE, MODEL_FILE, ModelConfig, SeqRecModel
 
@@ -96,6 +96,7 @@ class TrainConfig:
     threads: int = 0  # CPU threads for torch; 0 = torch's default
     compile: bool = False  # torch.compile the model (CUDA)
     val_batch_size: int = 1024
+    length_buckets: int = 0  # > 1: batch users of similar length, sorting runs of N batches
     stop_after_epochs: int = 0  # stop this invocation after N epochs (resume later); 0 = off
     progress: bool = True  # tqdm progress bar on rank 0
 
@@ -125,6 +126,7 @@ class TrainConfig:
             "patience",
             "threads",
             "weight_decay",
+            "length_buckets",
             "stop_after_epochs",
         ):
             if getattr(self, name) < 0:
@@ -216,7 +218,7 @@ def evaluate_split(
     states = (
         torch.cat(
             [
-                model.last_state(torch.from_numpy(prefix[i : i + batch_size]).to(device)).float()
+                model.last_state(_to_device(*trim_left_padding(prefix[i : i + batch_size]), device))
                 for i in range(0, len(prefix), batch_size)
             ]
         )
@@ -340,8 +342,9 @@ def train_step(
     device = next(parts.model.parameters()).device
     count = int((targets_np > 0).sum())
     mine = shard(np.arange(len(inputs_np)), proc.rank, proc.world_size)
-    inputs = _to_device(inputs_np[mine], device)  # [b, L]
-    targets = _to_device(targets_np[mine], device)  # [b, L]
+    inputs_np, targets_np_mine = trim_left_padding(inputs_np[mine], targets_np[mine])
+    inputs = _to_device(inputs_np, device)  # [b, L' <= max_len]
+    targets = _to_device(targets_np_mine, device)  # [b, L']
     is_target = targets > 0
     flat_targets = targets[is_target]  # [N_local]
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -425,11 +428,14 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
     torch.manual_seed(cfg.seed)
     model = SeqRecModel(model_cfg).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = sum(
-        1
-        for b in epoch_batches(train_users, cfg.batch_size, cfg.seed, 0)
-        if len(b) >= proc.world_size
-    )
+
+    def batches_of(epoch: int) -> list[np.ndarray]:
+        batches = epoch_batches(
+            train_users, cfg.batch_size, cfg.seed, epoch, windows.lengths, cfg.length_buckets
+        )
+        return [b for b in batches if len(b) >= proc.world_size]  # every process gets a user
+
+    steps_per_epoch = len(batches_of(0))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(cfg, cfg.epochs * steps_per_epoch)
     )
@@ -489,11 +495,7 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
         if stopped_early:
             break
         model.train()
-        batches = [
-            b
-            for b in epoch_batches(train_users, cfg.batch_size, cfg.seed, epoch)
-            if len(b) >= proc.world_size
-        ]
+        batches = batches_of(epoch)
         loss_sum = 0.0
         n_examples = n_sequences = 0
         t0 = time.perf_counter()

@@ -19,6 +19,7 @@ paths (2014) gets every distinct category found at that depth; a path too short 
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import re
@@ -238,11 +239,13 @@ def _read_meta(ref: FileRef, depth: int) -> pa.Table:
     categories = [r["categories"] for r in sample if isinstance(r.get("categories"), list)]
     nested = any(c and isinstance(c[0], list) for c in categories)  # 2014: a list of paths
     bad = BadRows()
-    if nested:
+    if nested and literal:
+        item_ids, item_paths = _read_literal_meta(ref, bad)
+    elif nested:
         fields = {item_key: pa.string(), "categories": pa.list_(pa.list_(pa.string()))}
-        rows = read_json_lines(ref, fields, bad, required=(item_key,), literal_ok=literal)
-        paths = rows.table.column("categories").to_pylist()
-        domains = [_at_depth(p or [], depth) for p in paths]
+        rows = read_json_lines(ref, fields, bad, required=(item_key,))
+        item_ids = rows.table.column(item_key)
+        item_paths = [p or [] for p in rows.table.column("categories").to_pylist()]
     else:
         fields = {
             item_key: pa.string(),
@@ -251,12 +254,14 @@ def _read_meta(ref: FileRef, depth: int) -> pa.Table:
             "main_category": pa.string(),  # 2023
         }
         rows = read_json_lines(ref, fields, bad, required=(item_key,), literal_ok=literal)
-        table = rows.table
-        columns = [table.column(n).to_pylist() for n in ("category", "categories", "main_category")]
-        domains = []
-        for category, categories, main in zip(*columns, strict=True):
-            path = category or categories or ([main] if main else [])
-            domains.append(_at_depth([path], depth))
+        item_ids = rows.table.column(item_key)
+        columns = [
+            rows.table.column(n).to_pylist() for n in ("category", "categories", "main_category")
+        ]
+        item_paths = [
+            [category or categories or ([main] if main else [])]
+            for category, categories, main in zip(*columns, strict=True)
+        ]
     if bad.count:
         log.warning(
             "%s: skipped %d malformed metadata line(s); first: %s",
@@ -264,7 +269,40 @@ def _read_meta(ref: FileRef, depth: int) -> pa.Table:
             bad.count,
             bad.examples[0],
         )
-    return raw_items(rows.table.column(item_key), domains)
+    return raw_items(item_ids, [_at_depth(paths, depth) for paths in item_paths])
+
+
+ASIN_FIELD = re.compile(r"""['"]asin['"]:\s*['"]([^'"]+)['"]""")
+CATEGORIES_FIELD = re.compile(r"""['"]categories['"]:\s*(\[\[.*?\]\])""")
+
+
+def _read_literal_meta(ref: FileRef, bad: BadRows) -> tuple[list[str], list[list[list[str]]]]:
+    """2014 metadata (Python dict literals): asin and category paths of every line.
+
+    ``ast.literal_eval`` of a whole line costs ~1 ms (long "related" lists), so the two fields
+    are cut out with regular expressions and only the categories list is evaluated; a line the
+    expressions do not fit is evaluated whole.
+    """
+    item_ids, paths = [], []
+    with ref.open() as handle:
+        for number, raw in enumerate(handle, 1):
+            text = raw.decode("utf-8", "replace").strip()
+            if not text:
+                continue
+            asin, categories = ASIN_FIELD.search(text), CATEGORIES_FIELD.search(text)
+            try:
+                if asin:
+                    found = ast.literal_eval(categories.group(1)) if categories else []
+                    item_ids.append(asin.group(1))
+                else:
+                    record = parse_object(text, literal_ok=True)
+                    item_ids.append(str(record["asin"]))
+                    found = record.get("categories") or []
+            except (ValueError, SyntaxError, TypeError, KeyError):
+                bad.add(ref.name, number, f"not a metadata record: {text[:60]!r}")
+                continue
+            paths.append([[str(c) for c in p] for p in found if isinstance(p, list)])
+    return item_ids, paths
 
 
 def _is_json(ref: FileRef) -> bool:

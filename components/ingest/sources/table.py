@@ -28,6 +28,7 @@ from components.ingest.sources._read import (
     FileRef,
     clean_domain_lists,
     header_fields,
+    is_zip,
     locate,
     parse_timestamps,
     raw_interactions,
@@ -75,7 +76,7 @@ def read(path: Path, options: dict) -> RawData:
 
 
 def _find_interactions(path: Path) -> FileRef:
-    if path.is_file():
+    if path.is_file() and not is_zip(path):
         return FileRef(path)
     found = locate(path, INTERACTION_NAMES)
     if found is None:

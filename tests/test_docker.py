@@ -1,0 +1,95 @@
+"""The CPU image and the whole pipeline under kfp.local's DockerRunner (marker ``docker``).
+
+Run by ``.ci/docker`` (which installs/starts dockerd, bootstraps a base image and builds the
+wheelhouse); locally ``pytest -m docker`` skips these when no Docker daemon answers.
+The image is built offline from ./wheelhouse when it holds wheels (see docker/build.sh).
+"""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components.kfp_support import cpu_image
+from pipelines.cli import main as pipeline_cli
+from pipelines.pipeline import DEFAULT_VARIANTS
+from tests.kfp_helpers import TINY_PARAMS
+
+pytestmark = pytest.mark.docker
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL_BASE = "local/debian-python:bookworm"  # what docker/bootstrap-base.sh builds
+
+
+def _docker_client():
+    docker = pytest.importorskip("docker")
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # docker.errors.DockerException: no daemon / no socket
+        pytest.skip(f"no Docker daemon: {exc}")
+    return client
+
+
+def _base_image(client) -> str:
+    if os.environ.get("BASE_IMAGE"):
+        return os.environ["BASE_IMAGE"]
+    try:
+        client.images.get(LOCAL_BASE)
+        return LOCAL_BASE
+    except Exception:
+        return "python:3.11-slim"
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    """Build the CPU image with docker/build.sh (layers are cached between runs)."""
+    client = _docker_client()
+    tag = cpu_image()
+    env = {**os.environ, "BASE_IMAGE": _base_image(client), "DWLREC_IMAGE": tag}
+    build = subprocess.run(
+        ["bash", "docker/build.sh", "cpu"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
+    return tag
+
+
+def _in_image(image: str, *command: str) -> str:
+    result = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", image, *command],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_image_runs_as_non_root_with_the_project_and_no_network(image):
+    assert _in_image(image, "id", "-u") == "1000"
+    code = "import components.train.trainer, pipelines.pipeline, kfp; print(kfp.__version__)"
+    assert _in_image(image, "python3", "-c", code) == "2.17.0"
+    # kfp's launcher calls bare python3: it must be the venv's
+    assert _in_image(image, "sh", "-c", "command -v python3") == "/opt/venv/bin/python3"
+
+
+@pytest.mark.filterwarnings("ignore:You may be attemping to run a task:RuntimeWarning")
+def test_pipeline_runs_end_to_end_in_docker(image, tmp_path, capsys):
+    params_file = tmp_path / "params.json"
+    params_file.write_text(json.dumps(TINY_PARAMS))
+    argv = ["run", "--local", "--runner", "docker", "--image", image]
+    argv += ["--pipeline-root", str(tmp_path / "root"), "--params-file", str(params_file)]
+    assert pipeline_cli(argv) == 0
+    out = capsys.readouterr().out
+    assert f"Found image {image!r}" in out  # every task ran in the local image, no pull
+    summary = json.loads(out.splitlines()[-2])
+    assert summary["runner"] == "docker"
+    html = Path(summary["report_html"]).read_text()
+    for variant in DEFAULT_VARIANTS:
+        assert variant in html
+    run_dir = Path(summary["run_dir"])
+    evaluations = sorted(run_dir.glob("for-loop-*-iteration-*/evaluate/evaluation"))
+    assert len(evaluations) == len(DEFAULT_VARIANTS)
+    # tasks run as the invoking user, so the outputs are ours, not root's
+    assert Path(summary["report_html"]).stat().st_uid == os.getuid()
