@@ -58,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--domain-map", type=_json_file, help="yelp: JSON file {category: domain}")
     for column in ("user", "item", "time", "rating", "domain", "item-id"):
         src.add_argument(f"--{column}-col", help=f"table/sequences: name of the {column} column")
-    src.add_argument("--domain-sep", help="table: separator inside the domain column (default |)")
-    src.add_argument("--delimiter", help="table: CSV delimiter (default ,)")
+    src.add_argument("--domain-sep", help="table/sequences: separator inside the domain column (default |)")
+    src.add_argument("--delimiter",
+                     help="table/sequences items: CSV delimiter (default , or tab for .tsv)")
 
     syn = parser.add_argument_group("synthetic source")
     synthetic = SyntheticConfig()
