@@ -58,32 +58,42 @@ EOF
     --quality-epochs "${QUALITY_EPOCHS:-200}" --quality-patience 20
   ;;
 compare)
-  # none / fixed / dynamic on one real dataset, trained side by side on the one GPU, then
-  # evaluated (full ranking, bootstrap CIs) and compared (paired bootstrap lifts)
+  # weighting variants on one real dataset, trained side by side on the one GPU (one process per
+  # variant and seed), then evaluated (full ranking, bootstrap CIs) and compared (paired
+  # bootstrap lifts; several seeds of a variant are averaged per user)
   SOURCE=${SOURCE:-sequences} NAME=${NAME:-amazon-beauty} EPOCHS=${EPOCHS:-30}
-  DEVICE=${DEVICE:-cuda}
+  DEVICE=${DEVICE:-cuda} SCHEMES=${SCHEMES:-none fixed dynamic} SEEDS=${SEEDS:-0}
+  MAX_LEN=${MAX_LEN:-50} DROPOUT=${DROPOUT:-0.5}
   part compare_prepare 120 bash -c "$PY -m components.ingest --source $SOURCE \
     --input $DATA_ROOT/$NAME --output $WORK/$NAME && \
     $PY -m components.stats --dataset $WORK/$NAME --output $WORK/$NAME-stats"
-  for scheme in none fixed dynamic; do
-    timeout "${TRAIN_LIMIT:-250}" $PY -m components.train --dataset "$WORK/$NAME" \
-      --weights "$WORK/$NAME-stats/weights.json" --output "$WORK/$NAME-$scheme" \
-      --scheme $scheme --loss ce --epochs "$EPOCHS" --patience 10 --max-len 50 --dropout 0.5 \
-      --length-buckets 50 --device "$DEVICE" --no-progress >"$WORK/train-$scheme.log" 2>&1 &
+  for scheme in $SCHEMES; do
+    for seed in $SEEDS; do
+      timeout "${TRAIN_LIMIT:-250}" $PY -m components.train --dataset "$WORK/$NAME" \
+        --weights "$WORK/$NAME-stats/weights.json" --output "$WORK/$NAME-$scheme-s$seed" \
+        --scheme "$scheme" --loss ce --epochs "$EPOCHS" --patience 10 --max-len "$MAX_LEN" \
+        --dropout "$DROPOUT" --seed "$seed" --length-buckets 50 --device "$DEVICE" \
+        --threads "${THREADS:-0}" --no-progress >"$WORK/train-$scheme-s$seed.log" 2>&1 &
+    done
   done
   wait
   evals=()
-  for scheme in none fixed dynamic; do
-    tail -n 2 "$WORK/train-$scheme.log" >>"$OUT/summary.txt"
-    $PY -m components.evaluate --dataset "$WORK/$NAME" --stats "$WORK/$NAME-stats" \
-      --model "$WORK/$NAME-$scheme" --output "$WORK/$NAME-eval-$scheme" --device "$DEVICE" \
-      >>"$OUT/compare_eval.log" 2>&1 && evals+=("$scheme=$WORK/$NAME-eval-$scheme")
+  for scheme in $SCHEMES; do
+    dirs=()
+    for seed in $SEEDS; do
+      tail -n 14 "$WORK/train-$scheme-s$seed.log" | tr -d '\n ' >>"$OUT/summary.txt"
+      echo >>"$OUT/summary.txt"
+      $PY -m components.evaluate --dataset "$WORK/$NAME" --stats "$WORK/$NAME-stats" \
+        --model "$WORK/$NAME-$scheme-s$seed" --output "$WORK/$NAME-eval-$scheme-s$seed" \
+        --device "$DEVICE" >>"$OUT/compare_eval.log" 2>&1 &&
+        dirs+=("$WORK/$NAME-eval-$scheme-s$seed")
+    done
+    [ ${#dirs[@]} -gt 0 ] && evals+=("$scheme=$(IFS=,; echo "${dirs[*]}")")
   done
   part compare_report 120 $PY -m components.report --eval "${evals[@]}" --baseline none \
     --output "$WORK/$NAME-report"
   tar czf "$OUT/compare-$NAME.tgz" -C "$WORK" "$NAME-report" "$NAME-stats" \
-    $(cd "$WORK" && ls -d "$NAME"-eval-*/metrics.json "$NAME"-{none,fixed,dynamic}/*.json* \
-      2>/dev/null)
+    $(cd "$WORK" && ls -d "$NAME"-eval-*/metrics.json "$NAME"-*-s*/*.json* 2>/dev/null)
   ;;
 *)
   echo "usage: gpu.sh checks|quality|compare" >&2

@@ -1,7 +1,7 @@
 """``dwlrec``: one console script for every step and for the pipeline.
 
-    dwlrec ingest|stats|train|evaluate|report …   → python -m components.<step> …
-    dwlrec compile|run|submit …                    → the Kubeflow pipeline (pipelines.cli)
+dwlrec ingest|stats|train|evaluate|report …   → python -m components.<step> …
+dwlrec compile|run|submit …                    → the Kubeflow pipeline (pipelines.cli)
 """
 
 from __future__ import annotations
@@ -23,8 +23,11 @@ def main(argv: list[str] | None = None) -> int:
         return importlib.import_module(f"components.{command}.cli").main(rest)
     if command in PIPELINE_COMMANDS:
         return importlib.import_module("pipelines.cli").main(argv)
-    print(f"dwlrec: unknown command {command!r}; expected one of "
-          f"{', '.join(STEPS + PIPELINE_COMMANDS)}", file=sys.stderr)
+    print(
+        f"dwlrec: unknown command {command!r}; expected one of "
+        f"{', '.join(STEPS + PIPELINE_COMMANDS)}",
+        file=sys.stderr,
+    )
     return 2
 
 

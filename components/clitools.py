@@ -14,13 +14,19 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Show defaults and keep the description's line breaks."""
 
 
-def run_cli(body: Callable[[argparse.Namespace], object], parser: argparse.ArgumentParser,
-            argv: list[str] | None) -> int:
+def run_cli(
+    body: Callable[[argparse.Namespace], object],
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+) -> int:
     """Parse ``argv``, run ``body``; a DwlrecError becomes ``error: …`` on stderr and exit 2."""
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
     try:
         body(args)
     except DwlrecError as exc:

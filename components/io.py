@@ -47,7 +47,9 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def localize(uri: str | Path, cache_dir: str | Path | None = None, sha256: str | None = None) -> Path:
+def localize(
+    uri: str | Path, cache_dir: str | Path | None = None, sha256: str | None = None
+) -> Path:
     """Return a local path holding ``uri``'s content (a file or a directory).
 
     ``gs://bucket/prefix`` downloads the object or every object under the prefix; ``https://``
@@ -116,25 +118,30 @@ def _localize_gcs(uri: str, cache_dir: Path) -> Path:
     root = cache_dir / "gcs" / _cache_key(uri)
     try:
         client = _gcs_client()
-        single = client.bucket(bucket_name).get_blob(name) if name and not name.endswith("/") else None
+        single = (
+            client.bucket(bucket_name).get_blob(name) if name and not name.endswith("/") else None
+        )
         if single is not None:
             blobs, prefix = [single], name.rsplit("/", 1)[0] + "/" if "/" in name else ""
         else:
             prefix = name.rstrip("/") + "/" if name else ""
-            blobs = [b for b in client.list_blobs(bucket_name, prefix=prefix or None)
-                     if not b.name.endswith("/")]
+            blobs = [
+                b
+                for b in client.list_blobs(bucket_name, prefix=prefix or None)
+                if not b.name.endswith("/")
+            ]
         if not blobs:
             raise InputError(f"{uri}: no such object or prefix")
         with atomic_dir(root) as staging:
             for blob in blobs:
-                dest = staging / blob.name[len(prefix):]
+                dest = staging / blob.name[len(prefix) :]
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 blob.download_to_filename(str(dest))
     except InputError:
         raise
     except Exception as exc:  # google.api_core, auth and connection errors
         raise InputError(f"{uri}: cannot read from GCS ({type(exc).__name__}: {exc})") from exc
-    return root / single.name[len(prefix):] if single is not None else root
+    return root / single.name[len(prefix) :] if single is not None else root
 
 
 @contextlib.contextmanager

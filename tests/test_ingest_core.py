@@ -34,11 +34,14 @@ def raw_from_rows(rows, items=None, bad_rows=0, bad_examples=()):
     table = pa.table([users, item_ids, times, ratings], schema=RAW_INTERACTIONS_SCHEMA)
     items_table = None
     if items is not None:
-        items_table = pa.table(
-            [list(items), [items[i] for i in items]], schema=RAW_ITEMS_SCHEMA
-        )
-    return RawData(interactions=table, items=items_table, rows_read=len(rows) + bad_rows,
-                   bad_rows=bad_rows, bad_examples=list(bad_examples))
+        items_table = pa.table([list(items), [items[i] for i in items]], schema=RAW_ITEMS_SCHEMA)
+    return RawData(
+        interactions=table,
+        items=items_table,
+        rows_read=len(rows) + bad_rows,
+        bad_rows=bad_rows,
+        bad_examples=list(bad_examples),
+    )
 
 
 def loose(**kwargs) -> IngestOptions:
@@ -46,16 +49,28 @@ def loose(**kwargs) -> IngestOptions:
 
 
 def test_leave_one_out_split_and_dense_reindex():
-    rows = [("u2", "b", 5), ("u2", "a", 1), ("u2", "c", 9), ("u1", "a", 3), ("u1", "c", 4),
-            ("u1", "b", 7), ("u1", "d", 8)]
+    rows = [
+        ("u2", "b", 5),
+        ("u2", "a", 1),
+        ("u2", "c", 9),
+        ("u1", "a", 3),
+        ("u1", "c", 4),
+        ("u1", "b", 7),
+        ("u1", "d", 8),
+    ]
     out = process(raw_from_rows(rows), loose())
     inter = out.interactions.to_pylist()
     # users in natural id order, items 1..n in natural id order, sorted by (user, time)
     assert out.items.column("item_id").to_pylist() == ["a", "b", "c", "d"]
     assert out.items.column("item_idx").to_pylist() == [1, 2, 3, 4]
     assert [(r["user_idx"], r["item_idx"], r["split"]) for r in inter] == [
-        (0, 1, "train"), (0, 3, "train"), (0, 2, "valid"), (0, 4, "test"),
-        (1, 1, "train"), (1, 2, "valid"), (1, 3, "test"),
+        (0, 1, "train"),
+        (0, 3, "train"),
+        (0, 2, "valid"),
+        (0, 4, "test"),
+        (1, 1, "train"),
+        (1, 2, "valid"),
+        (1, 3, "test"),
     ]
     assert out.counts["users"] == 2 and out.counts["test_interactions"] == 2
 
@@ -88,21 +103,35 @@ def test_rating_threshold_and_the_filter_that_empties_the_result_is_named():
 
 def test_kcore_is_iterative():
     # item "rare" has 1 interaction; removing it drops user v below 3, which drops item "b" to 2
-    rows = [("u", "a", 1), ("u", "b", 2), ("u", "c", 3), ("w", "a", 1), ("w", "b", 2),
-            ("w", "c", 3), ("v", "a", 1), ("v", "b", 2), ("v", "rare", 3)]
+    rows = [
+        ("u", "a", 1),
+        ("u", "b", 2),
+        ("u", "c", 3),
+        ("w", "a", 1),
+        ("w", "b", 2),
+        ("w", "c", 3),
+        ("v", "a", 1),
+        ("v", "b", 2),
+        ("v", "rare", 3),
+    ]
     with pytest.raises(InputError, match="k-core"):  # the cascade removes everything
-        process(raw_from_rows(rows), IngestOptions(min_user_interactions=3,
-                                                   min_item_interactions=3))
+        process(
+            raw_from_rows(rows), IngestOptions(min_user_interactions=3, min_item_interactions=3)
+        )
     # with items >= 2: rare goes, v drops below 3, a/b/c keep 2 each
-    out = process(raw_from_rows(rows), IngestOptions(min_user_interactions=3,
-                                                      min_item_interactions=2))
+    out = process(
+        raw_from_rows(rows), IngestOptions(min_user_interactions=3, min_item_interactions=2)
+    )
     assert out.items.column("item_id").to_pylist() == ["a", "b", "c"]
     assert out.counts["users"] == 2
 
 
 def test_too_many_malformed_rows_fail_naming_file_and_line():
-    raw = raw_from_rows([("u", "a", 1), ("u", "b", 2), ("u", "c", 3)], bad_rows=1,
-                        bad_examples=["ratings.csv:7: expected 4 fields, got 2"])
+    raw = raw_from_rows(
+        [("u", "a", 1), ("u", "b", 2), ("u", "c", 3)],
+        bad_rows=1,
+        bad_examples=["ratings.csv:7: expected 4 fields, got 2"],
+    )
     with pytest.raises(InputError, match="ratings.csv:7"):
         process(raw, loose())
     assert process(raw, loose(max_bad_fraction=0.5)).counts["bad_rows"] == 1
@@ -110,8 +139,9 @@ def test_too_many_malformed_rows_fail_naming_file_and_line():
 
 def test_global_time_split():
     rows = [("u", f"i{t}", t) for t in range(10)] + [("v", f"i{t}", t) for t in range(10)]
-    out = process(raw_from_rows(rows), loose(split="global-time", valid_fraction=0.2,
-                                             test_fraction=0.2))
+    out = process(
+        raw_from_rows(rows), loose(split="global-time", valid_fraction=0.2, test_fraction=0.2)
+    )
     table = out.interactions
     for name, lo, hi in (("train", 0, 5), ("valid", 6, 7), ("test", 8, 9)):
         times = table.filter(pc.equal(table.column("split"), name)).column("timestamp")
@@ -119,8 +149,11 @@ def test_global_time_split():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 9), st.integers(0, 5)),
-                min_size=1, max_size=80))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 6), st.integers(0, 9), st.integers(0, 5)), min_size=1, max_size=80
+    )
+)
 def test_split_properties(rows):
     raw = raw_from_rows(rows)
     try:
@@ -160,8 +193,11 @@ def test_synthetic_plants_sparse_domains_and_their_power_users(tmp_path):
     per_domain: dict[str, int] = {}
     user_domain: dict[tuple[int, str], int] = {}
     user_total: dict[int, int] = {}
-    for user, item in zip(dataset.interactions.column("user_idx").to_pylist(),
-                          dataset.interactions.column("item_idx").to_pylist(), strict=True):
+    for user, item in zip(
+        dataset.interactions.column("user_idx").to_pylist(),
+        dataset.interactions.column("item_idx").to_pylist(),
+        strict=True,
+    ):
         user_total[user] = user_total.get(user, 0) + 1
         for domain in domains[item]:
             per_domain[domain] = per_domain.get(domain, 0) + 1
@@ -169,8 +205,11 @@ def test_synthetic_plants_sparse_domains_and_their_power_users(tmp_path):
     dense = min(per_domain[d] for d in per_domain if d.startswith("dense"))
     sparse = max(per_domain[d] for d in per_domain if d.startswith("sparse"))
     assert sparse * 2 < dense
-    power = [u for (u, d), n in user_domain.items() if d.startswith("sparse")
-             and n >= 0.5 * user_total[u]]
+    power = [
+        u
+        for (u, d), n in user_domain.items()
+        if d.startswith("sparse") and n >= 0.5 * user_total[u]
+    ]
     assert len(power) >= 20
 
 
@@ -200,17 +239,42 @@ def test_cli_help_summary_and_error_exit(tmp_path):
     run = [sys.executable, "-m", "components.ingest"]
     help_text = subprocess.run(run + ["--help"], capture_output=True, text=True, check=True).stdout
     assert "--source" in help_text and "leave-one-out" in help_text
-    ok = subprocess.run(run + ["--source", "synthetic", "--output", str(tmp_path / "s"),
-                               "--num-users", "100", "--num-items", "50"],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        run
+        + [
+            "--source",
+            "synthetic",
+            "--output",
+            str(tmp_path / "s"),
+            "--num-users",
+            "100",
+            "--num-items",
+            "50",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0 and "users" in ok.stdout
-    bad = subprocess.run(run + ["--source", "movielens", "--input", str(tmp_path / "missing"),
-                                "--output", str(tmp_path / "m")], capture_output=True, text=True)
+    bad = subprocess.run(
+        run
+        + [
+            "--source",
+            "movielens",
+            "--input",
+            str(tmp_path / "missing"),
+            "--output",
+            str(tmp_path / "m"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "missing" in bad.stderr and not (tmp_path / "m").exists()
 
 
 def test_importing_the_packages_does_not_import_torch():
-    code = ("import sys, components, components.ingest, components.stats, components.evaluate, "
-            "components.train, components.report, pipelines; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, components, components.ingest, components.stats, components.evaluate, "
+        "components.train, components.report, pipelines; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

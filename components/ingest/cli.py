@@ -28,39 +28,73 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--source", required=True, choices=SOURCES)
-    parser.add_argument("--input", help="local path, gs://bucket/prefix or https:// URL "
-                        "(file, directory or official .zip); not used by --source synthetic")
+    parser.add_argument(
+        "--input",
+        help="local path, gs://bucket/prefix or https:// URL "
+        "(file, directory or official .zip); not used by --source synthetic",
+    )
     parser.add_argument("--output", required=True, help="output directory (replaced atomically)")
     parser.add_argument("--sha256", help="expected sha256 of a downloaded --input file")
-    parser.add_argument("--cache-dir", help="download cache (default $DWLREC_CACHE or ~/.cache/dwlrec)")
+    parser.add_argument(
+        "--cache-dir", help="download cache (default $DWLREC_CACHE or ~/.cache/dwlrec)"
+    )
 
     proc = parser.add_argument_group("processing (all sources)")
     defaults = IngestOptions()
-    proc.add_argument("--min-user-interactions", type=int, default=defaults.min_user_interactions,
-                      help="k-core threshold for users (leave-one-out needs at least 3)")
-    proc.add_argument("--min-item-interactions", type=int, default=defaults.min_item_interactions,
-                      help="k-core threshold for items")
-    proc.add_argument("--rating-threshold", type=float,
-                      help="keep interactions with rating >= this (default: keep all)")
+    proc.add_argument(
+        "--min-user-interactions",
+        type=int,
+        default=defaults.min_user_interactions,
+        help="k-core threshold for users (leave-one-out needs at least 3)",
+    )
+    proc.add_argument(
+        "--min-item-interactions",
+        type=int,
+        default=defaults.min_item_interactions,
+        help="k-core threshold for items",
+    )
+    proc.add_argument(
+        "--rating-threshold",
+        type=float,
+        help="keep interactions with rating >= this (default: keep all)",
+    )
     proc.add_argument("--split", choices=SPLIT_METHODS, default=defaults.split)
-    proc.add_argument("--valid-fraction", type=float, default=defaults.valid_fraction,
-                      help="global-time split: share of the time range for validation")
-    proc.add_argument("--test-fraction", type=float, default=defaults.test_fraction,
-                      help="global-time split: share of the time range for test")
-    proc.add_argument("--max-bad-fraction", type=float, default=defaults.max_bad_fraction,
-                      help="fail when more than this fraction of rows is malformed")
+    proc.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=defaults.valid_fraction,
+        help="global-time split: share of the time range for validation",
+    )
+    proc.add_argument(
+        "--test-fraction",
+        type=float,
+        default=defaults.test_fraction,
+        help="global-time split: share of the time range for test",
+    )
+    proc.add_argument(
+        "--max-bad-fraction",
+        type=float,
+        default=defaults.max_bad_fraction,
+        help="fail when more than this fraction of rows is malformed",
+    )
 
     src = parser.add_argument_group("source options")
-    src.add_argument("--items", help="items/metadata file (amazon metadata, yelp business.json, "
-                     "sequences items CSV, table items table) when not found next to --input")
+    src.add_argument(
+        "--items",
+        help="items/metadata file (amazon metadata, yelp business.json, "
+        "sequences items CSV, table items table) when not found next to --input",
+    )
     src.add_argument("--domain-depth", type=int, help="amazon: category depth used as the domain")
     src.add_argument("--top-tags", type=int, help="lastfm: number of top tags kept as domains")
     src.add_argument("--domain-map", type=_json_file, help="yelp: JSON file {category: domain}")
     for column in ("user", "item", "time", "rating", "domain", "item-id"):
         src.add_argument(f"--{column}-col", help=f"table/sequences: name of the {column} column")
-    src.add_argument("--domain-sep", help="table/sequences: separator inside the domain column (default |)")
-    src.add_argument("--delimiter",
-                     help="table/sequences items: CSV delimiter (default , or tab for .tsv)")
+    src.add_argument(
+        "--domain-sep", help="table/sequences: separator inside the domain column (default |)"
+    )
+    src.add_argument(
+        "--delimiter", help="table/sequences items: CSV delimiter (default , or tab for .tsv)"
+    )
 
     syn = parser.add_argument_group("synthetic source")
     synthetic = SyntheticConfig()
@@ -79,10 +113,29 @@ def _json_file(path: str) -> dict:
         return json.load(handle)
 
 
-SYNTHETIC_FLAGS = ("num_users", "num_items", "num_domains", "dense_domains", "mean_length",
-                   "power_user_fraction", "seed")
-SOURCE_FLAGS = ("items", "domain_depth", "top_tags", "domain_map", "user_col", "item_col",
-                "time_col", "rating_col", "domain_col", "item_id_col", "domain_sep", "delimiter")
+SYNTHETIC_FLAGS = (
+    "num_users",
+    "num_items",
+    "num_domains",
+    "dense_domains",
+    "mean_length",
+    "power_user_fraction",
+    "seed",
+)
+SOURCE_FLAGS = (
+    "items",
+    "domain_depth",
+    "top_tags",
+    "domain_map",
+    "user_col",
+    "item_col",
+    "time_col",
+    "rating_col",
+    "domain_col",
+    "item_id_col",
+    "domain_sep",
+    "delimiter",
+)
 PROCESSING_FLAGS = tuple(IngestOptions.__dataclass_fields__)
 
 
@@ -90,8 +143,14 @@ def _run(args: argparse.Namespace) -> None:
     options = {name: getattr(args, name) for name in PROCESSING_FLAGS}
     flags = SYNTHETIC_FLAGS if args.source == "synthetic" else SOURCE_FLAGS
     options.update({name: getattr(args, name) for name in flags if getattr(args, name) is not None})
-    manifest = ingest(args.source, args.output, args.input, cache_dir=args.cache_dir,
-                      sha256=args.sha256, **options)
+    manifest = ingest(
+        args.source,
+        args.output,
+        args.input,
+        cache_dir=args.cache_dir,
+        sha256=args.sha256,
+        **options,
+    )
     print(summary(manifest, args.output))
 
 

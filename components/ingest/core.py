@@ -42,8 +42,11 @@ class IngestOptions:
             raise ConfigError("--min-user-interactions/--min-item-interactions must be >= 1")
         if not 0 <= self.max_bad_fraction <= 1:
             raise ConfigError(f"--max-bad-fraction {self.max_bad_fraction}: expected 0..1")
-        if not (0 < self.valid_fraction < 1 and 0 < self.test_fraction < 1
-                and self.valid_fraction + self.test_fraction < 1):
+        if not (
+            0 < self.valid_fraction < 1
+            and 0 < self.test_fraction < 1
+            and self.valid_fraction + self.test_fraction < 1
+        ):
             raise ConfigError("--valid-fraction and --test-fraction must be in (0, 1), sum < 1")
 
 
@@ -92,7 +95,9 @@ def process(raw: RawData, options: IngestOptions) -> Processed:
         ratings = table.column("rating")
         if ratings.null_count == table.num_rows:
             raise ConfigError("--rating-threshold given but this source has no ratings")
-        table = table.filter(pc.fill_null(pc.greater_equal(ratings, options.rating_threshold), False))
+        table = table.filter(
+            pc.fill_null(pc.greater_equal(ratings, options.rating_threshold), False)
+        )
         counts["removed_by_rating_threshold"] = counts["rows_parsed"] - table.num_rows
         if table.num_rows == 0:
             raise InputError(
@@ -122,8 +127,10 @@ def process(raw: RawData, options: IngestOptions) -> Processed:
     while True:
         user_counts = np.bincount(user_code[keep], minlength=len(user_enc.dictionary))
         item_counts = np.bincount(item_code[keep], minlength=len(item_enc.dictionary))
-        new_keep = keep & (user_counts[user_code] >= min_user) & (
-            item_counts[item_code] >= options.min_item_interactions
+        new_keep = (
+            keep
+            & (user_counts[user_code] >= min_user)
+            & (item_counts[item_code] >= options.min_item_interactions)
         )
         if new_keep.sum() == keep.sum():
             break
@@ -188,7 +195,9 @@ def _stable_user_time_order(user_code: np.ndarray, timestamp: np.ndarray) -> np.
     return order[np.argsort(user_code[order], kind="stable")]
 
 
-def _exact_repeats(user_code: np.ndarray, item_code: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
+def _exact_repeats(
+    user_code: np.ndarray, item_code: np.ndarray, timestamp: np.ndarray
+) -> np.ndarray:
     """Mask of rows repeating an earlier (user, item, timestamp); input sorted by (user, time)."""
     repeat = np.zeros(len(user_code), dtype=bool)
     same_time = (np.diff(user_code) == 0) & (np.diff(timestamp) == 0)
@@ -196,10 +205,16 @@ def _exact_repeats(user_code: np.ndarray, item_code: np.ndarray, timestamp: np.n
         return repeat
     # only rows sharing (user, timestamp) with a neighbour can repeat: check those exactly
     candidates = np.flatnonzero(np.r_[same_time, False] | np.r_[False, same_time])
-    order = candidates[np.lexsort((candidates, item_code[candidates], timestamp[candidates],
-                                   user_code[candidates]))]
-    dup = ((np.diff(user_code[order]) == 0) & (np.diff(item_code[order]) == 0)
-           & (np.diff(timestamp[order]) == 0))
+    order = candidates[
+        np.lexsort(
+            (candidates, item_code[candidates], timestamp[candidates], user_code[candidates])
+        )
+    ]
+    dup = (
+        (np.diff(user_code[order]) == 0)
+        & (np.diff(item_code[order]) == 0)
+        & (np.diff(timestamp[order]) == 0)
+    )
     repeat[order[1:][dup]] = True
     return repeat
 
@@ -213,7 +228,8 @@ def _split(user_idx: np.ndarray, timestamp: np.ndarray, options: IngestOptions) 
         labels[last - 1] = 1  # every user has >= 3 interactions, so last-1 is the same user's
     else:
         valid_from, test_from = np.quantile(
-            timestamp, [1 - options.valid_fraction - options.test_fraction, 1 - options.test_fraction],
+            timestamp,
+            [1 - options.valid_fraction - options.test_fraction, 1 - options.test_fraction],
             method="higher",
         )
         labels[timestamp >= valid_from] = 1

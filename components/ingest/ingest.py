@@ -65,8 +65,12 @@ def ingest(
 
     started = time.perf_counter()
     raw = _read(source, input_uri, source_options, cache_dir, sha256)
-    log.info("read %d rows (%d malformed) in %.1fs", raw.rows_read, raw.bad_rows,
-             time.perf_counter() - started)
+    log.info(
+        "read %d rows (%d malformed) in %.1fs",
+        raw.rows_read,
+        raw.bad_rows,
+        time.perf_counter() - started,
+    )
     processed = core.process(raw, processing)
 
     output_dir = Path(output_dir)
@@ -77,8 +81,10 @@ def ingest(
             "source": source,
             "input": str(input_uri) if input_uri else None,
             "source_files": raw.source_files,
-            "options": {**core.options_dict(processing),
-                        **{k: _jsonable(v) for k, v in source_options.items()}},
+            "options": {
+                **core.options_dict(processing),
+                **{k: _jsonable(v) for k, v in source_options.items()},
+            },
             "counts": processed.counts,
             "bad_examples": raw.bad_examples,
             "domains": _domain_item_counts(processed.items),

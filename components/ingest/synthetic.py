@@ -82,8 +82,10 @@ def generate(config: SyntheticConfig) -> RawData:
         domain_cdf[starts[d] : starts[d] + sizes[d]] = np.cumsum(part) / part.sum() + d
 
     # Users: fresh-draw domain distribution; power users favour one sparse domain.
-    base = np.r_[np.full(n_dense, (1 - config.sparse_share) / n_dense),
-                 np.full(n_sparse, config.sparse_share / n_sparse)]
+    base = np.r_[
+        np.full(n_dense, (1 - config.sparse_share) / n_dense),
+        np.full(n_sparse, config.sparse_share / n_sparse),
+    ]
     base_cdf = np.cumsum(base)
     is_power = rng.random(config.num_users) < config.power_user_fraction
     power_domain = n_dense + rng.integers(0, n_sparse, config.num_users)
@@ -97,8 +99,10 @@ def generate(config: SyntheticConfig) -> RawData:
         domain = np.searchsorted(base_cdf, rng.random(len(users)) * base_cdf[-1])
         focused = is_power[users] & (rng.random(len(users)) < config.power_user_focus)
         domain = np.where(focused, power_domain[users], domain)
-        return np.minimum(np.searchsorted(domain_cdf, domain + rng.random(len(users))),
-                          starts[domain] + sizes[domain] - 1)
+        return np.minimum(
+            np.searchsorted(domain_cdf, domain + rng.random(len(users))),
+            starts[domain] + sizes[domain] - 1,
+        )
 
     active = np.arange(config.num_users)
     item_col[offsets[active]] = fresh_items(active)
@@ -136,12 +140,19 @@ def generate(config: SyntheticConfig) -> RawData:
             "domains": pa.array(domain_lists, pa.list_(pa.string())),
         }
     )
-    return RawData(interactions=interactions, items=items, rows_read=interactions.num_rows,
-                   source_files=["synthetic"])
+    return RawData(
+        interactions=interactions,
+        items=items,
+        rows_read=interactions.num_rows,
+        source_files=["synthetic"],
+    )
 
 
 def describe(config: SyntheticConfig) -> dict:
     """What the manifest records about the planted structure."""
     names = config.domain_names()
-    return {**asdict(config), "dense": names[: config.dense_domains],
-            "sparse": names[config.dense_domains :]}
+    return {
+        **asdict(config),
+        "dense": names[: config.dense_domains],
+        "sparse": names[config.dense_domains :],
+    }
