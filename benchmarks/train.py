@@ -29,10 +29,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from components.evaluate.metrics import ndcg_at_k, ranks_from_embeddings, recall_at_k  # noqa: E402
+from components.evaluate.evaluate import history_csr, seen_mask  # noqa: E402
+from components.evaluate.metrics import (  # noqa: E402
+    ndcg_at_k,
+    ranks_from_embeddings,
+    recall_at_k,
+    user_states,
+)
 from components.ingest import ingest  # noqa: E402
 from components.schema import load_dataset  # noqa: E402
 from components.sequences import UserSequences  # noqa: E402
@@ -217,29 +222,19 @@ def throughput(
     }
 
 
-@torch.no_grad()
 def test_excluding_history(model, seqs: UserSequences, device: torch.device) -> dict:
     """Test HR@10 / NDCG@10 with every item of the user's history (train + valid) excluded."""
-    longest = int(np.diff(seqs.offsets).max())
-    _, history, target = seqs.prefixes("test", longest)  # [U, longest], left-padded
-    states = torch.cat(
-        [
-            model.last_state(torch.from_numpy(history[i : i + 1024]).to(device))
-            for i in range(0, len(history), 1024)
-        ]
-    )
-
-    def seen(rows: slice) -> torch.Tensor:
-        items = torch.from_numpy(history[rows]).to(device)
-        mask = torch.zeros(len(items), model.cfg.n_items + 1, dtype=torch.bool, device=device)
-        return mask.scatter_(1, items, True)
-
-    ranks = ranks_from_embeddings(
-        states, model.item_embeddings(), torch.from_numpy(target).to(device), exclude=seen
-    ).cpu()
+    _, prefix, target = seqs.prefixes("test", model.cfg.max_len)
+    states = user_states(model, prefix, device, batch_size=1024)
+    seen = seen_mask(*history_csr(seqs, "test"), model.cfg.n_items + 1, device)
+    with torch.no_grad():
+        ranks = ranks_from_embeddings(
+            states, model.item_embeddings(), torch.from_numpy(target).to(device), exclude=seen
+        )
+    ranks = ranks.cpu().numpy()
     return {
-        "recall@10": float(recall_at_k(ranks.numpy(), 10).mean()),
-        "ndcg@10": float(ndcg_at_k(ranks.numpy(), 10).mean()),
+        "recall@10": float(recall_at_k(ranks, 10).mean()),
+        "ndcg@10": float(ndcg_at_k(ranks, 10).mean()),
     }
 
 

@@ -29,6 +29,7 @@ from components.evaluate.metrics import (
     rank_all,
     recall_at_k,
     stable_seed,
+    user_states,
 )
 from components.io import (
     atomic_dir,
@@ -197,31 +198,6 @@ def seen_mask(history_offsets: np.ndarray, history_items: np.ndarray, n_candidat
         return out
 
     return mask
-
-
-def user_states(model, prefix: np.ndarray, device: str, batch_size: int):
-    """The model's state after each prefix row: [U, d] on ``device`` (no grad, eval mode).
-
-    Rows are batched by prefix length and each batch's all-padding leading columns are dropped
-    (the state does not depend on them), so short histories cost little.
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    from components.train.data import trim_left_padding
-
-    model.eval()
-    order = np.argsort((prefix != 0).sum(axis=1), kind="stable")
-    states = []
-    with torch.no_grad():
-        for start in tqdm(range(0, len(prefix), batch_size), desc="encode", unit="batch"):
-            (rows,) = trim_left_padding(prefix[order[start : start + batch_size]])
-            states.append(model.last_state(torch.as_tensor(rows, device=device)).float())
-    if not states:
-        return torch.empty((0, 0), device=device)
-    out = torch.empty_like(torch.cat(states))
-    out[torch.as_tensor(order, device=device)] = torch.cat(states)
-    return out
 
 
 def rank_test_users(
@@ -470,7 +446,7 @@ def evaluate_model(
     users, prefix, targets = sequences.prefixes("test", max_len)
     if len(users) == 0:
         raise InputError(f"{dataset.path}: no test interactions to evaluate")
-    states = user_states(model, prefix, device, config.batch_size)
+    states = user_states(model, prefix, device, config.batch_size, progress=True)
     with torch.no_grad():
         item_embeddings = model.item_embeddings().detach().to(device)
     if item_embeddings.shape[0] != dataset.n_items + 1:

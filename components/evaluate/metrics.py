@@ -92,6 +92,33 @@ def rank_all(
     return ranks, top_items
 
 
+def user_states(model, prefix: np.ndarray, device, batch_size: int, progress: bool = False):
+    """The model's state after each left-padded prefix row: [U, d] float32 on ``device``.
+
+    ``model`` needs ``last_state`` and ``item_embeddings`` (SeqRecModel; fakes in tests); it is
+    put in eval mode. Rows are batched by prefix length and each batch's all-padding leading
+    columns are dropped (the state does not depend on them), so short histories cost little.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from components.train.data import trim_left_padding
+
+    model.eval()
+    order = np.argsort((prefix != 0).sum(axis=1), kind="stable")
+    states = []
+    starts = range(0, len(prefix), batch_size)
+    with torch.no_grad():
+        for start in tqdm(starts, desc="encode", unit="batch", disable=not progress):
+            (rows,) = trim_left_padding(prefix[order[start : start + batch_size]])
+            states.append(model.last_state(torch.as_tensor(rows, device=device)).float())
+        if not states:
+            return torch.zeros((0, model.item_embeddings().shape[1]), device=device)
+    out = torch.empty_like(torch.cat(states))
+    out[torch.as_tensor(order, device=device)] = torch.cat(states)
+    return out
+
+
 def ranks_from_embeddings(
     user_states,
     item_embeddings,

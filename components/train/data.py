@@ -56,14 +56,13 @@ def epoch_batches(
     """
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(users)
-    if bucket > 1 and lengths is not None:
-        chunk = batch_size * bucket
-        runs = [order[i : i + chunk] for i in range(0, len(order), chunk)]
-        order = np.concatenate([r[np.argsort(lengths[r], kind="stable")] for r in runs])
+    if bucket <= 1 or lengths is None:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    chunk = batch_size * bucket
+    runs = [order[i : i + chunk] for i in range(0, len(order), chunk)]
+    order = np.concatenate([r[np.argsort(lengths[r], kind="stable")] for r in runs])
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    if bucket > 1 and lengths is not None:
-        batches = [batches[i] for i in rng.permutation(len(batches))]
-    return batches
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def shard(batch: np.ndarray, rank: int, world_size: int) -> np.ndarray:

@@ -30,7 +30,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from components.errors import ConfigError, DwlrecError, InputError
-from components.evaluate.metrics import ndcg_at_k, ranks_from_embeddings, recall_at_k
+from components.evaluate.metrics import ndcg_at_k, ranks_from_embeddings, recall_at_k, user_states
 from components.io import atomic_file, library_versions, write_json_atomic, write_text_atomic
 from components.schema import dataset_fingerprint, load_dataset
 from components.sequences import UserSequences
@@ -213,18 +213,8 @@ def evaluate_split(
 ) -> dict:
     """Full-ranking Recall@10 / NDCG@10 of ``split`` ('valid' or 'test') over every item."""
     was_training = model.training
-    model.eval()
     _, prefix, target = seqs.prefixes(split, model.cfg.max_len)
-    states = (
-        torch.cat(
-            [
-                model.last_state(_to_device(*trim_left_padding(prefix[i : i + batch_size]), device))
-                for i in range(0, len(prefix), batch_size)
-            ]
-        )
-        if len(prefix)
-        else torch.zeros(0, model.cfg.d_model, device=device)
-    )
+    states = user_states(model, prefix, device, batch_size)  # puts the model in eval mode
     ranks = (
         ranks_from_embeddings(
             states, model.item_embeddings().float(), torch.from_numpy(target).to(device)
