@@ -1,9 +1,10 @@
 """``dwlrec compile|run|submit``: the Kubeflow pipeline from the command line.
 
-dwlrec compile [--output pipeline.yaml] [--image I --cuda-image I] [--no-gpu]
-dwlrec run --local [--runner subprocess|docker] [--param NAME=VALUE …]
-dwlrec submit --vertex --project P --region R --pipeline-root gs://… [--service-account SA]
-dwlrec submit --kfp-host URL [--experiment NAME]
+dwlrec compile --target kubeflow|vertex [--no-gpu] [--accelerator T --accelerator-count N]
+               [--cpu C --memory M] --image I --cuda-image I --output pipeline.yaml
+dwlrec run --local [--spec pipeline.yaml] [--runner subprocess|docker] [--param NAME=VALUE …]
+dwlrec submit --vertex --project P --region R --pipeline-root gs://… [--param …]
+dwlrec submit --kfp-host URL [--namespace NS] [--token T] [--param …]
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
+from dataclasses import fields
 from pathlib import Path
 
 from components.clitools import HelpFormatter, run_cli
@@ -27,22 +30,117 @@ PARAM_HELP = (
 )
 
 
-def _image_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--image", help="CPU image of every step (default $DWLREC_IMAGE or dwlrec:latest)"
-    )
-    parser.add_argument(
-        "--cuda-image",
-        help="image of train/evaluate when a GPU is requested "
-        "(default $DWLREC_CUDA_IMAGE or dwlrec-cuda:latest)",
-    )
-    parser.add_argument(
+def _default(cls, name: str):
+    """A dataclass field's default: every default is written once, in the config."""
+    field = next(f for f in fields(cls) if f.name == name)
+    return field.default_factory() if callable(field.default_factory) else field.default
+
+
+def _gpu_args(group) -> None:
+    from pipelines.targets import MachineConfig
+
+    group.add_argument(
         "--no-gpu", action="store_true", help="train/evaluate request no GPU and run in --image"
     )
-    parser.add_argument(
-        "--parallelism", type=int, default=0, help="variants trained at the same time (0 = all)"
+    group.add_argument(
+        "--accelerator",
+        help="GPU type: a Vertex enum (default NVIDIA_L4) or a Kubernetes resource "
+        "(default nvidia.com/gpu)",
     )
-    parser.add_argument("--no-cache", action="store_true", help="compile with caching off")
+    group.add_argument(
+        "--accelerator-count",
+        type=int,
+        default=_default(MachineConfig, "accelerator_count"),
+        help="GPUs per train task (> 1: torchrun --nproc-per-node N inside the container)",
+    )
+    group.add_argument(
+        "--cpu", default=_default(MachineConfig, "cpu"), help="CPUs of train/evaluate"
+    )
+    group.add_argument(
+        "--memory", default=_default(MachineConfig, "memory"), help="memory of train/evaluate"
+    )
+    group.add_argument(
+        "--node-selector",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="kubeflow: node label train/evaluate must run on (repeatable)",
+    )
+    group.add_argument(
+        "--toleration",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]:EFFECT",
+        help="kubeflow: taint train/evaluate tolerate, e.g. nvidia.com/gpu:NoSchedule",
+    )
+    group.add_argument(
+        "--task-timeout",
+        type=int,
+        default=_default(MachineConfig, "timeout_s"),
+        help="kubeflow: seconds before a train/evaluate pod is stopped (0 = no limit)",
+    )
+
+
+def _machine_args(parser: argparse.ArgumentParser, target: str | None, gpu: bool = True) -> None:
+    """Compile options; ``target`` None adds --target; ``gpu`` False (local runs) leaves out the
+    machine flags: a local run compiles the kubeflow target without a GPU."""
+    from pipelines.pipeline import PipelineConfig
+    from pipelines.targets import TARGETS, MachineConfig
+
+    group = parser.add_argument_group("target and machine (compile-time literals)")
+    if not gpu:
+        parser.set_defaults(
+            no_gpu=True,
+            accelerator=None,
+            accelerator_count=_default(MachineConfig, "accelerator_count"),
+            cpu=_default(MachineConfig, "cpu"),
+            memory=_default(MachineConfig, "memory"),
+            node_selector=[],
+            toleration=[],
+            task_timeout=0,
+        )
+    if target is None:
+        group.add_argument(
+            "--target",
+            choices=TARGETS,
+            default=_default(MachineConfig, "target"),
+            help="backend the spec is for: GPU naming and scheduling fields differ",
+        )
+    if gpu:
+        _gpu_args(group)
+    group.add_argument(
+        "--image", help="CPU image of every step (default $DWLREC_IMAGE or dwlrec:latest)"
+    )
+    group.add_argument(
+        "--cuda-image",
+        help="image of train/evaluate when a GPU is requested (default $DWLREC_CUDA_IMAGE or "
+        "dwlrec-cuda:latest)",
+    )
+    runs = parser.add_argument_group("tasks")
+    runs.add_argument(
+        "--parallelism",
+        type=int,
+        default=_default(PipelineConfig, "parallelism"),
+        help="variants trained at the same time (0 = all)",
+    )
+    runs.add_argument(
+        "--retries",
+        type=int,
+        default=_default(PipelineConfig, "retries"),
+        help="retries of a failed task; a retried train task resumes from its checkpoint",
+    )
+    runs.add_argument(
+        "--retry-backoff",
+        type=int,
+        default=_default(PipelineConfig, "retry_backoff_s"),
+        help="seconds before the first retry (doubled at each)",
+    )
+    runs.add_argument(
+        "--checkpoint-root",
+        default=_default(PipelineConfig, "checkpoint_root"),
+        help="durable train checkpoints (local/mounted path or gs://); '' = the pipeline root",
+    )
+    runs.add_argument("--no-cache", action="store_true", help="compile with caching off")
 
 
 def _param_args(parser: argparse.ArgumentParser) -> None:
@@ -54,101 +152,114 @@ def _param_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(args):
+def pipeline_config(args, target: str | None = None):
+    """The PipelineConfig the command-line options describe (validated)."""
     from components.kfp_support import cpu_image, cuda_image
     from pipelines.pipeline import PipelineConfig
+    from pipelines.targets import MachineConfig, Toleration, parse_node_selector
 
-    return PipelineConfig(
+    machine = MachineConfig(
+        target=target or args.target,
+        gpu=not args.no_gpu,
+        accelerator=args.accelerator or "",
+        accelerator_count=args.accelerator_count,
+        cpu=str(args.cpu),
+        memory=str(args.memory),
+        node_selector=parse_node_selector(args.node_selector),
+        tolerations=[Toleration.parse(t) for t in args.toleration],
+        timeout_s=args.task_timeout,
+    )
+    config = PipelineConfig(
         image=args.image or cpu_image(),
         cuda_image=args.cuda_image or cuda_image(),
-        gpu=not args.no_gpu,
+        machine=machine,
         parallelism=args.parallelism,
         enable_caching=not args.no_cache,
+        retries=args.retries,
+        retry_backoff_s=args.retry_backoff,
+        checkpoint_root=args.checkpoint_root,
     )
+    config.validate()
+    return config
+
+
+def compile_checked(path: str | Path, config) -> str:
+    """Compile ``config`` to ``path`` and check the result the way a backend reads it."""
+    from pipelines.pipeline import compile_pipeline
+    from pipelines.spec_check import check_spec_file
+
+    compile_pipeline(str(path), config)
+    check_spec_file(path, config)
+    return str(path)
+
+
+def _params(args) -> dict:
+    from pipelines.params import parse_params
+    from pipelines.validate import check_run_params, with_demo_defaults
+
+    params = with_demo_defaults(parse_params(args.param, args.params_file))
+    check_run_params(params)
+    return params
 
 
 def _compile(args) -> None:
-    from pipelines.pipeline import compile_pipeline
-
-    path = compile_pipeline(args.output, _config(args))
-    print(f"wrote {path}")
+    config = pipeline_config(args)
+    path = compile_checked(args.output, config)
+    gpu = (
+        f"{config.machine.accelerator_count} x {config.machine.accelerator}"
+        if config.machine.gpu
+        else "no GPU"
+    )
+    print(f"wrote {path} (target {config.machine.target}, train/evaluate: {gpu})")
 
 
 def _run(args) -> None:
-    from pipelines.local import run_local
-    from pipelines.params import parse_params
+    from pipelines.local import run_local, task_threads
 
     if not args.local:
         raise ConfigError(
             "dwlrec run only runs locally (--local); use dwlrec submit for Kubeflow or Vertex AI"
         )
-    params = parse_params(args.param, args.params_file)
-    summary = run_local(
-        params=params,
-        runner=args.runner,
-        pipeline_root=args.pipeline_root,
-        image=args.image,
-        enable_caching=args.cache,
-        parallelism=args.parallelism,
+    params = _params(args)  # every value checked before anything runs
+    threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or task_threads(
+        params.get("variants") or [], args.parallelism
     )
-    print(json.dumps(summary))  # one line, after kfp's task logs
+    with tempfile.TemporaryDirectory(prefix="dwlrec-spec-") as tmp:
+        spec = args.spec
+        if spec is None:
+            args.no_gpu = True  # this machine's run: the kubeflow target without a GPU
+            spec = compile_checked(Path(tmp) / "pipeline.yaml", pipeline_config(args, "kubeflow"))
+        summary = run_local(
+            params=params,
+            spec_path=spec,
+            runner=args.runner,
+            pipeline_root=args.pipeline_root,
+            enable_caching=args.cache,
+            threads=threads,
+            verbose=args.verbose,
+        )
+    print(json.dumps(summary))
     print(f"report: {summary['report_html']}")
 
 
 def _submit(args) -> None:
-    from pipelines.params import parse_params
-    from pipelines.pipeline import KUBEFLOW_ACCELERATOR
-    from pipelines.submit import submit_kfp, submit_vertex
+    from pipelines.submit import submit_from_args, target_of
 
-    if bool(args.vertex) == bool(args.kfp_host):
-        raise ConfigError("dwlrec submit: give exactly one of --vertex or --kfp-host URL")
-    params = parse_params(args.param, args.params_file)
+    params = _params(args)
+    target = target_of(args)
     with tempfile.TemporaryDirectory(prefix="dwlrec-submit-") as tmp:
         package = args.package
         if package is None:
-            from pipelines.pipeline import compile_pipeline
-
-            package = compile_pipeline(str(Path(tmp) / "pipeline.yaml"), _config(args))
+            package = compile_checked(Path(tmp) / "pipeline.yaml", pipeline_config(args, target))
         elif not Path(package).is_file():
             raise ConfigError(f"--package {package}: no such file")
-        if args.vertex:
-            missing = [
-                flag
-                for flag, value in (
-                    ("--project", args.project),
-                    ("--region", args.region),
-                    ("--pipeline-root", args.pipeline_root),
-                )
-                if not value
-            ]
-            if missing:
-                raise ConfigError(f"submit --vertex needs {' '.join(missing)}")
-            summary = submit_vertex(
-                package,
-                project=args.project,
-                region=args.region,
-                pipeline_root=args.pipeline_root,
-                params=params,
-                service_account=args.service_account,
-                display_name=args.display_name,
-                experiment=args.experiment,
-                api_endpoint=args.api_endpoint,
-            )
-        else:
-            # Kubeflow names GPUs by their Kubernetes resource, Vertex by model name.
-            params.setdefault("accelerator_type", KUBEFLOW_ACCELERATOR)
-            summary = submit_kfp(
-                package,
-                host=args.kfp_host,
-                params=params,
-                experiment=args.experiment,
-                run_name=args.display_name,
-                namespace=args.namespace,
-            )
+        summary = submit_from_args(args, package, params)
     print(json.dumps(summary, indent=2))
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipelines.submit import add_submit_arguments
+
     parser = argparse.ArgumentParser(
         prog="dwlrec", description=__doc__, formatter_class=HelpFormatter
     )
@@ -156,21 +267,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     compile_parser = commands.add_parser(
         "compile",
-        help="write the pipeline's IR YAML",
+        help="write the pipeline's IR YAML for one target",
         formatter_class=HelpFormatter,
-        description="Compile the sparse-domain-dwl pipeline to one IR YAML that Kubeflow "
-        "Pipelines and Vertex AI Pipelines run unchanged.",
+        description="Compile the sparse-domain-dwl pipeline for --target kubeflow or vertex and "
+        "check it the way the backend reads it (every input a task uses is declared).",
     )
     compile_parser.add_argument("--output", "-o", default="pipeline.yaml")
-    _image_args(compile_parser)
+    _machine_args(compile_parser, None)
     compile_parser.set_defaults(body=_compile)
 
     run_parser = commands.add_parser(
         "run",
-        help="run the pipeline on this machine (kfp local runners)",
+        help="run a compiled pipeline on this machine (kfp local runners)",
         formatter_class=HelpFormatter,
-        description="Run the whole pipeline with kfp.local and print where report.html is. "
-        "Without parameters it runs the embedded synthetic demo.",
+        description="Execute a compiled pipeline YAML with kfp.local and print where report.html "
+        "is. Without --spec it compiles the kubeflow target with --no-gpu into the run folder "
+        "and runs that file. Without parameters it runs the embedded synthetic demo.",
     )
     run_parser.add_argument(
         "--local",
@@ -178,28 +290,27 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="run with kfp's local runners (the only mode of `run`)",
     )
+    run_parser.add_argument("--spec", help="a compiled pipeline YAML to run (dwlrec compile)")
     run_parser.add_argument(
         "--runner",
         choices=("subprocess", "docker"),
         default="subprocess",
-        help="subprocess: tasks in this Python environment; docker: tasks "
-        "in the project image (docker/build.sh cpu)",
+        help="subprocess: tasks in this Python environment; docker: tasks in the spec's image "
+        "(docker/build.sh cpu)",
     )
     run_parser.add_argument(
         "--pipeline-root", default="local_outputs", help="where every task's artifacts are written"
     )
     run_parser.add_argument(
-        "--image", help="image for --runner docker (default $DWLREC_IMAGE or dwlrec:latest)"
-    )
-    run_parser.add_argument(
-        "--parallelism", type=int, default=0, help="variants trained at the same time (0 = all)"
+        "--verbose", action="store_true", help="stream every task's log (always kept in files)"
     )
     run_parser.add_argument(
         "--cache",
         action="store_true",
-        help="reuse outputs of identical earlier local tasks (kfp.local "
-        "cache; keyed on the component code and inputs, not the library)",
+        help="reuse outputs of identical earlier local tasks (kfp.local cache; keyed on the "
+        "component code and inputs, not the library)",
     )
+    _machine_args(run_parser, "kubeflow", gpu=False)
     _param_args(run_parser)
     run_parser.set_defaults(body=_run)
 
@@ -207,30 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
         "submit",
         help="submit to Vertex AI Pipelines or Kubeflow Pipelines",
         formatter_class=HelpFormatter,
-        description="Compile (or take --package) and submit one run. Images must be pushed to "
-        "a registry the cluster can pull from: pass them with --image/--cuda-image.",
+        description="Compile for the target (or take --package) and submit one run. Images must "
+        "be pushed to a registry the cluster can pull from: pass them with --image/--cuda-image.",
     )
-    target = submit_parser.add_argument_group("target")
-    target.add_argument("--vertex", action="store_true", help="Vertex AI Pipelines")
-    target.add_argument("--project", help="Vertex: Google Cloud project")
-    target.add_argument("--region", help="Vertex: region, e.g. us-central1")
-    target.add_argument("--pipeline-root", help="Vertex: gs://bucket/prefix for artifacts")
-    target.add_argument("--service-account", help="Vertex: service account the run uses")
-    target.add_argument(
-        "--api-endpoint",
-        help="Vertex: API endpoint override (private endpoints; http:// means REST)",
-    )
-    target.add_argument("--kfp-host", help="Kubeflow Pipelines API URL, e.g. http://localhost:8080")
-    target.add_argument("--namespace", help="Kubeflow: namespace (multi-user deployments)")
-    submit_parser.add_argument("--experiment", help="experiment to file the run under")
+    add_submit_arguments(submit_parser)
     submit_parser.add_argument(
-        "--display-name", default="sparse-domain-dwl", help="run/job display name"
+        "--package", help="a compiled pipeline YAML (default: compile now for the target)"
     )
-    submit_parser.add_argument(
-        "--package",
-        help="a compiled pipeline YAML (default: compile now with the image options below)",
-    )
-    _image_args(submit_parser)
+    _machine_args(submit_parser, "submit")
     _param_args(submit_parser)
     submit_parser.set_defaults(body=_submit)
     return parser

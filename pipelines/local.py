@@ -1,12 +1,16 @@
-"""Run the pipeline on this machine with kfp's local runners (``dwlrec run --local``).
+"""Run a compiled pipeline YAML on this machine with kfp's local runners (``dwlrec run --local``).
 
-- ``subprocess``: every task runs in the current Python environment (the project installed),
-  no Docker needed.
-- ``docker``: every task runs in the project image (``docker/build.sh cpu``), exactly the code
-  a cluster runs. The image must exist locally (kfp would otherwise try to pull it); tasks run
-  as the invoking user so the outputs under ``pipeline_root`` are yours, with no network.
+The file executed is a compiled spec (``--spec F``, or the kubeflow target compiled with
+``--no-gpu`` into the run's folder): ``kfp.components.load_component_from_file`` loads it and
+kfp.local runs it, so a local run exercises the very file a user submits to a cluster.
 
-Resource and GPU requests are compiled out (``gpu=False``): the local runners ignore them.
+- ``subprocess``: every task runs in the current Python environment (the project installed).
+- ``docker``: every task runs in the image the spec names (``docker/build.sh cpu``); the image
+  must exist locally (kfp would otherwise try to pull it); tasks run as the invoking user so the
+  outputs under ``pipeline_root`` are yours, with no network.
+
+By default one line per task is printed as it starts and ends (variant, seconds, its key figure)
+and each task's full log goes to ``<run dir>/logs/``; ``verbose`` streams the logs too.
 """
 
 from __future__ import annotations
@@ -14,38 +18,38 @@ from __future__ import annotations
 import builtins
 import logging
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
 
 from components.errors import ConfigError, DwlrecError
-from components.kfp_support import cpu_image
-from pipelines.pipeline import PipelineConfig, build_pipeline
+from pipelines.task_log import TaskLogs
 
 log = logging.getLogger("dwlrec.pipeline")
 
 RUNNERS = ("subprocess", "docker")
+SPEC_NAME = "pipeline.yaml"
 
 
-def task_threads(params: dict, parallelism: int) -> int:
+def task_threads(variants: list, parallelism: int) -> int:
     """CPU threads per task so that the variants trained side by side share the cores instead
     of oversubscribing them (3 OpenMP pools on 2 cores made training ~15x slower, measured)."""
-    from pipelines.pipeline import DEFAULT_VARIANTS
-
-    concurrent = len(params.get("variants") or DEFAULT_VARIANTS)
+    concurrent = len(variants) or 1
     if parallelism > 0:
         concurrent = min(concurrent, parallelism)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, (cpus or 1) // max(1, concurrent))
 
 
-def make_runner(runner: str, image: str, threads: int):
+def make_runner(runner: str, images: set[str], threads: int):
     from kfp import local
 
     if runner == "subprocess":
         return local.SubprocessRunner(use_venv=False)  # tasks inherit OMP_NUM_THREADS
     if runner == "docker":
-        _check_image(image)
+        for image in sorted(images):
+            _check_image(image)
         run_args = {"network_mode": "none", "environment": {"OMP_NUM_THREADS": str(threads)}}
         if hasattr(os, "getuid"):
             run_args["user"] = f"{os.getuid()}:{os.getgid()}"
@@ -58,78 +62,106 @@ def _check_image(image: str) -> None:
     try:
         import docker
 
-        client = docker.from_env()
-        client.images.get(image)
+        docker.from_env().images.get(image)
     except ImportError as exc:
         raise ConfigError("--runner docker needs the docker Python package") from exc
     except Exception as exc:  # docker.errors.ImageNotFound, DockerException (no daemon)
         raise ConfigError(
             f"--runner docker: image {image!r} is not available locally "
             f"({type(exc).__name__}: {exc}); build it with docker/build.sh cpu "
-            "or pass --image"
+            "or compile the spec with --image"
         ) from exc
 
 
+def spec_images(spec_path: str | Path) -> set[str]:
+    from pipelines.spec_check import load_spec
+
+    executors = load_spec(spec_path)["deploymentSpec"]["executors"]
+    return {e["container"]["image"] for e in executors.values()}
+
+
+def check_local_spec(spec_path: str | Path) -> None:
+    """A spec that requests a GPU cannot run here: its train task would fail (device=cuda)."""
+    from pipelines.spec_check import check_spec_file_refs, load_spec
+
+    if not Path(spec_path).is_file():
+        raise ConfigError(f"--spec {spec_path}: no such file")
+    check_spec_file_refs(spec_path)
+    executors = load_spec(spec_path)["deploymentSpec"]["executors"]
+    gpu = [
+        n for n, e in executors.items() if e["container"].get("resources", {}).get("accelerator")
+    ]
+    if gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"--spec {spec_path}: {', '.join(sorted(gpu))} request a GPU and this machine "
+                "has none; compile with --no-gpu for a local run"
+            )
+
+
 def run_local(
-    params: dict | None = None,
+    params: dict,
+    spec_path: str | Path,
     runner: str = "subprocess",
     pipeline_root: str | Path = "local_outputs",
-    image: str | None = None,
     enable_caching: bool = False,
-    parallelism: int = 0,
+    threads: int = 1,
+    verbose: bool = False,
 ) -> dict:
-    """Run the whole pipeline locally; return where the report landed and the run's timing."""
-    from kfp import local
+    """Run the compiled spec at ``spec_path`` with ``params``; return where the report landed."""
+    from kfp import components, local
 
-    image = image or cpu_image()
+    check_local_spec(spec_path)
     pipeline_root = Path(pipeline_root).resolve()
     pipeline_root.mkdir(parents=True, exist_ok=True)
-    params = dict(params or {})
-    threads = int(os.environ.get("OMP_NUM_THREADS") or task_threads(params, parallelism))
     local.init(
-        runner=make_runner(runner, image, threads),
+        runner=make_runner(runner, spec_images(spec_path), threads),
         pipeline_root=str(pipeline_root),
         enable_caching=enable_caching,
         raise_on_error=True,
     )
-    config = PipelineConfig(
-        image=image,
-        cuda_image=image,
-        gpu=False,
-        parallelism=parallelism,
-        enable_caching=enable_caching,
-        resource_limits=False,
-    )
-    pipeline = build_pipeline(config)
+    pipeline = components.load_component_from_file(str(spec_path))
+    task_logs = TaskLogs(pipeline_root, verbose=verbose)
     started = time.perf_counter()
-    # kfp.local indents task logs by swapping builtins.print; with ParallelFor threads the swap
-    # can leak past the run, so put the real print back afterwards.
     original_print = builtins.print
     saved_threads = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(threads)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), task_logs:
             # "custom or non-Python base image": expected, the project is installed right here.
             warnings.filterwarnings(
                 "ignore", message="You may be attemping to run a task", category=RuntimeWarning
             )
+            # resources are compile-time literals for clusters; kfp.local ignores them
+            warnings.filterwarnings("ignore", message=".*have no effect in the current local")
             run = pipeline(**params)
     except RuntimeError as exc:  # kfp.local raises RuntimeError when a task fails
-        raise DwlrecError(f"local pipeline run failed: {exc}") from exc
+        raise DwlrecError(
+            f"local pipeline run failed: {exc}; task logs in {task_logs.logs_dir()}"
+        ) from exc
     finally:
+        # kfp.local indents task logs by swapping builtins.print; with ParallelFor threads the
+        # swap can leak past the run, so put the real print back.
         builtins.print = original_print
         if saved_threads is None:
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
             os.environ["OMP_NUM_THREADS"] = saved_threads
+        if task_logs.run_dir is not None:
+            shutil.copyfile(spec_path, task_logs.run_dir / SPEC_NAME)
     seconds = time.perf_counter() - started
-    report_html = Path(run.outputs["report_html"].path)
+    report_html = Path(run.outputs["report"].path) / "report.html"
     return {
         "runner": runner,
         "threads_per_task": threads,
         "seconds": round(seconds, 1),
+        "spec": str(task_logs.run_dir / SPEC_NAME),
         "pipeline_root": str(pipeline_root),
-        "run_dir": str(report_html.parent.parent),
+        "run_dir": str(task_logs.run_dir),
+        "logs": str(task_logs.logs_dir()),
         "report_html": str(report_html),
         "report_md": run.outputs["report_md"].path,
+        "metrics": dict(run.outputs["metrics"].metadata),
     }

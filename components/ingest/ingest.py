@@ -26,16 +26,34 @@ SYNTHETIC_KEYS = set(synthetic.SyntheticConfig.__dataclass_fields__)
 CORE_KEYS = set(core.IngestOptions.__dataclass_fields__)
 
 
+def source_option_names(source: str) -> set[str]:
+    """The options ``source`` itself understands (besides the processing options)."""
+    if source == "synthetic":
+        return set(SYNTHETIC_KEYS)
+    from components.ingest.sources import SOURCE_OPTIONS
+
+    return set(SOURCE_OPTIONS[source])
+
+
+def check_source_options(source: str, source_options: dict) -> None:
+    """Refuse options the source would otherwise ignore silently."""
+    unknown = sorted(set(source_options) - source_option_names(source))
+    if unknown:
+        raise ConfigError(
+            f"{source} source: unknown option(s) {unknown}; it understands "
+            f"{sorted(source_option_names(source))} and the processing options {sorted(CORE_KEYS)}"
+        )
+
+
 def _read(source: str, input_uri: str | None, source_options: dict, cache_dir, sha256) -> RawData:
     if source == "synthetic":
-        unknown = set(source_options) - SYNTHETIC_KEYS
-        if unknown:
-            raise ConfigError(f"synthetic source: unknown option(s) {sorted(unknown)}")
+        check_source_options(source, source_options)
         return synthetic.generate(synthetic.SyntheticConfig(**source_options))
     if not input_uri:
         raise ConfigError(f"--input is required for --source {source}")
     from components.ingest.sources import READERS
 
+    check_source_options(source, source_options)
     path = localize(input_uri, cache_dir=cache_dir, sha256=sha256)
     if source_options.get("items"):
         source_options = {**source_options, "items": localize(source_options["items"], cache_dir)}

@@ -40,4 +40,16 @@ READERS: dict[str, Reader] = {
     "table": table.read,
 }
 
-__all__ = ["READERS", "Reader"]
+# The options each reader understands (anything else is refused before reading).
+_ITEMS = frozenset({"items"})
+_DELIMITED_ITEMS = frozenset({"item_id_col", "domain_col", "domain_sep", "delimiter"})
+SOURCE_OPTIONS: dict[str, frozenset[str]] = {
+    "movielens": _ITEMS,
+    "lastfm": _ITEMS | {"top_tags"},
+    "amazon": _ITEMS | {"domain_depth"},
+    "yelp": _ITEMS | {"domain_map"},
+    "sequences": _ITEMS | _DELIMITED_ITEMS,
+    "table": _ITEMS | _DELIMITED_ITEMS | {"user_col", "item_col", "time_col", "rating_col"},
+}
+
+__all__ = ["READERS", "SOURCE_OPTIONS", "Reader"]
