@@ -140,6 +140,11 @@ def _machine_args(parser: argparse.ArgumentParser, target: str | None, gpu: bool
         default=_default(PipelineConfig, "checkpoint_root"),
         help="durable train checkpoints (local/mounted path or gs://); '' = the pipeline root",
     )
+    runs.add_argument(
+        "--checkpoint-pvc",
+        default=_default(PipelineConfig, "checkpoint_pvc"),
+        help="kubeflow: PersistentVolumeClaim mounted at --checkpoint-root in train tasks",
+    )
     runs.add_argument("--no-cache", action="store_true", help="compile with caching off")
 
 
@@ -178,6 +183,7 @@ def pipeline_config(args, target: str | None = None):
         retries=args.retries,
         retry_backoff_s=args.retry_backoff,
         checkpoint_root=args.checkpoint_root,
+        checkpoint_pvc=args.checkpoint_pvc,
     )
     config.validate()
     return config

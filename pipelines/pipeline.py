@@ -44,6 +44,7 @@ class PipelineConfig:
     # (a local path, or gs:// through Vertex's /gcs mount). Kubeflow's minio:// root has no
     # mount: give a mounted volume's path there, or retries start training over.
     checkpoint_root: str = ""
+    checkpoint_pvc: str = ""  # kubeflow: a PersistentVolumeClaim mounted at checkpoint_root
 
     def validate(self) -> None:
         from components.errors import ConfigError
@@ -53,6 +54,21 @@ class PipelineConfig:
             raise ConfigError(f"--parallelism must be >= 0, got {self.parallelism}")
         if self.retries < 0 or self.retry_backoff_s < 0:
             raise ConfigError("--retries and --retry-backoff must be >= 0")
+        root, target = self.checkpoint_root, self.machine.target
+        if root and target == "vertex" and not root.startswith("gs://"):
+            raise ConfigError(
+                f"--checkpoint-root {root!r}: Vertex AI tasks reach buckets only: give gs://…"
+            )
+        if root and target == "kubeflow" and "://" in root:
+            raise ConfigError(
+                f"--checkpoint-root {root!r}: on Kubeflow give the path of a volume mounted "
+                "into the train task (object stores have no mount there)"
+            )
+        if self.checkpoint_pvc and (target != "kubeflow" or not root.startswith("/")):
+            raise ConfigError(
+                "--checkpoint-pvc needs --target kubeflow and an absolute --checkpoint-root "
+                "(where the claim is mounted in the train task)"
+            )
         for name, image in (("--image", self.image), ("--cuda-image", self.cuda_image)):
             if not image or any(c.isspace() for c in image):
                 raise ConfigError(f"{name} {image!r}: expected an image reference")
@@ -138,6 +154,12 @@ def build_pipeline(config: PipelineConfig | None = None):
                 device=machine.device,
             )
             request_machine(train_task, machine)
+            if config.checkpoint_pvc:
+                from kfp import kubernetes
+
+                kubernetes.mount_pvc(
+                    train_task, pvc_name=config.checkpoint_pvc, mount_path=config.checkpoint_root
+                )
             request_machine(evaluate_task, machine)
         report_task = report_op(
             evaluations=dsl.Collected(evaluate_task.outputs["evaluation"]),

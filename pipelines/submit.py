@@ -90,12 +90,12 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--pipeline-root",
         help="where the run's artifacts go: Vertex: gs://bucket/prefix (required); Kubeflow: "
-        "e.g. minio://mlpipeline/v2/artifacts or gs://… (default: the server's)",
+        "e.g. minio://mlpipeline/v2/artifacts or gs://…; when not given: the server's",
     )
     run.add_argument(
         "--service-account",
         help="Vertex: service-account email the job runs as; Kubeflow: Kubernetes service "
-        "account of the run's pods (default: the namespace's pipeline runner)",
+        "account of the run's pods; when not given: the namespace's pipeline runner",
     )
     run.add_argument("--experiment", help="experiment to file the run under (created when missing)")
     run.add_argument(

@@ -19,10 +19,18 @@ from components.io import sha256_file
 from components.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, load_dataset
 from components.sequences import UserSequences
 from components.stats import compute_stats
-from components.train import cli
+from components.train import cli, trainer
 from components.train.losses import LossFunction
 from components.train.model import ModelConfig, load_model
-from components.train.trainer import TrainConfig, TrainingError, evaluate_split, train
+from components.train.trainer import (
+    TrainConfig,
+    TrainingError,
+    autocast_dtype,
+    evaluate_split,
+    precision_name,
+    resolve_device,
+    train,
+)
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -145,6 +153,7 @@ def test_overfits_a_learnable_dataset_and_writes_the_artifact(data, tmp_path):
     assert config["model"]["n_items"] == 60 and config["scheme"] == "dynamic"
     assert config["best_epoch"] == summary["best_epoch"] and config["epochs_run"] == 25
     assert config["dataset"]["n_items"] == 60 and config["dataset"]["interactions_sha256"]
+    assert config["precision"] == summary["precision"] == "fp32" and config["device"] == "cpu"
     history = json.loads((out / "weights_history.json").read_text())
     assert len(history) == 26 and history[0]["event"] == "init"
 
@@ -352,6 +361,9 @@ def test_unknown_scheme_or_loss_is_rejected(data, tmp_path, capsys):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
 def test_device_cuda_without_a_gpu_is_rejected(data, tmp_path, capsys):
     dataset, weights = data
+    # before anything is read: a missing dataset is not what the error is about
+    with pytest.raises(ConfigError, match="--device cuda: no CUDA device"):
+        train(tmp_path / "no-such-dataset", None, tmp_path / "out", device="cuda")
     rc, err = _cli(
         [
             "--dataset",
@@ -367,6 +379,64 @@ def test_device_cuda_without_a_gpu_is_rejected(data, tmp_path, capsys):
     )
     assert rc == 2 and "--device cuda: no CUDA device" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_precision_follows_the_compute_capability(monkeypatch):
+    capability = {"value": (8, 0)}
+    monkeypatch.setattr(
+        torch.cuda, "get_device_capability", lambda device=None: capability["value"]
+    )
+    cuda = torch.device("cuda:0")
+    assert autocast_dtype(torch.device("cpu")) is None
+    for value, dtype in [
+        ((8, 0), torch.bfloat16),
+        ((9, 0), torch.bfloat16),
+        ((12, 0), torch.bfloat16),
+        ((7, 5), torch.float16),
+        ((7, 0), torch.float16),
+        ((6, 1), torch.float16),
+    ]:
+        capability["value"] = value
+        assert autocast_dtype(cuda) == dtype, value
+    assert [precision_name(d) for d in (torch.bfloat16, torch.float16, None)] == [
+        "bf16",
+        "fp16",
+        "fp32",
+    ]
+
+
+def test_resolve_device(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="--device cuda: no CUDA device"):
+        resolve_device("cuda")
+    with pytest.raises(ConfigError, match="--device: 'gpu'"):
+        resolve_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto", 1) == resolve_device("cuda", 1) == torch.device("cuda:1")
+
+
+def test_fp16_uses_a_gradient_scaler_and_resumes_exactly(data, tmp_path, monkeypatch):
+    """The fp16 path (a pre-Ampere GPU) exercised on CPU: fp16 autocast + a CPU GradScaler."""
+    dataset, weights = data
+    monkeypatch.setattr(trainer, "autocast_dtype", lambda device: torch.float16)
+    options = dict(scheme="dynamic", loss="ce", epochs=2, **TINY)
+    straight = train(dataset, weights, tmp_path / "straight", **options)
+    train(dataset, weights, tmp_path / "resumed", stop_after_epochs=1, **options)
+    train(dataset, weights, tmp_path / "resumed", resume=True, **options)
+    assert straight["precision"] == "fp16"
+    assert json.loads((tmp_path / "resumed" / "config.json").read_text())["precision"] == "fp16"
+    last = [
+        torch.load(tmp_path / d / "checkpoints/last.pt", weights_only=True)
+        for d in ("straight", "resumed")
+    ]
+    assert last[0]["scaler"]["scale"] > 0 and last[0]["scaler"] == last[1]["scaler"]
+    _assert_same_params(last[0]["model"], last[1]["model"])
+    _assert_same_params(
+        _params(tmp_path / "straight" / "model.pt"), _params(tmp_path / "resumed" / "model.pt")
+    )
+    log = json.loads((tmp_path / "straight" / "train_log.jsonl").read_text().splitlines()[-1])
+    assert np.isfinite(log["train_loss"])
 
 
 def test_cli_defaults_mirror_the_library():
@@ -385,7 +455,7 @@ def test_importing_the_step_does_not_import_torch():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_trains_on_cuda_with_bf16(data, tmp_path):
+def test_trains_on_cuda_with_the_device_precision(data, tmp_path):
     dataset, weights = data
     summary = train(
         dataset,
@@ -398,5 +468,27 @@ def test_trains_on_cuda_with_bf16(data, tmp_path):
         **{**TINY, "threads": 0},
     )
     assert summary["device"].startswith("cuda") and summary["best_val"]["recall@10"] > 0
+    # bf16 from compute capability 8.0 on, fp16 with a gradient scaler before
+    expected = "bf16" if torch.cuda.get_device_capability() >= (8, 0) else "fp16"
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert summary["precision"] == config["precision"] == expected
+    last = torch.load(tmp_path / "m" / "checkpoints/last.pt", weights_only=True)
+    assert (last["scaler"] is not None) == (expected == "fp16")
     model, _ = load_model(tmp_path / "m", device="cuda")
     assert next(model.parameters()).is_cuda
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fp16_with_a_cuda_gradient_scaler(data, tmp_path, monkeypatch):
+    """The pre-Ampere path (T4, V100) on whatever GPU there is: fp16 autocast + GradScaler."""
+    dataset, weights = data
+    monkeypatch.setattr(trainer, "autocast_dtype", lambda device: torch.float16)
+    options = dict(scheme="dynamic", epochs=2, lr=0.01, device="cuda", **{**TINY, "threads": 0})
+    train(dataset, weights, tmp_path / "m", stop_after_epochs=1, **options)
+    summary = train(dataset, weights, tmp_path / "m", resume=True, **options)
+    assert summary["precision"] == "fp16" and summary["epochs_run"] == 2
+    last = torch.load(tmp_path / "m" / "checkpoints/last.pt", weights_only=True)
+    assert last["scaler"]["scale"] > 0
+    log = [json.loads(x) for x in (tmp_path / "m" / "train_log.jsonl").open()]
+    assert all(np.isfinite(r["train_loss"]) for r in log) and summary["best_val"]["recall@10"] > 0

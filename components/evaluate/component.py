@@ -1,9 +1,22 @@
 """KFP component of the evaluate step: a thin wrapper over ``components.evaluate.evaluate``."""
 
+import re
+
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
 
 from components.kfp_support import cuda_image
+
+
+def ui_metric_key(variant: str, metric: str) -> str:
+    """The key of ``metric`` ("ndcg@10") of ``variant`` in a Metrics artifact: "dynamic_ndcg_at_10".
+
+    Keys carry the variant so that Vertex Experiments, which merges a run's Metrics artifacts by
+    key, keeps every variant. "@" is spelled "_at_" and any character outside ``[A-Za-z0-9_-]``
+    becomes "_": the KFP run-metrics name pattern is ``^[a-zA-Z]([-_a-zA-Z0-9]{0,62}[a-zA-Z0-9])?$``
+    ("/" is not in it).
+    """
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{variant}_{metric.replace('@', '_at_')}")
 
 
 def evaluate(
@@ -12,19 +25,23 @@ def evaluate(
     model: Input[Model],
     variant: str,
     options: dict,
+    device: str,
     metrics: Output[Metrics],
     summary: Output[Markdown],
     evaluation: Output[Dataset],
 ):
     """Full-ranking evaluation of one variant's model, overall and per domain/power-user cohort.
 
-    ``metrics`` carries the overall Recall@10/NDCG@10 (shown in the KFP/Vertex UI); ``evaluation``
-    is the whole output directory (metrics.json, per_user.parquet…) that the report reads.
+    ``device`` (auto | cpu | cuda, fixed when the pipeline is compiled) wins over an
+    ``options["device"]``. ``metrics`` carries the overall Recall/NDCG@K and coverage under
+    variant-prefixed keys (``dynamic_ndcg_at_10``, shown in the KFP/Vertex UI); ``evaluation`` is
+    the whole output directory (metrics.json, per_user.parquet…) that the report reads.
     """
     import json
     import os
 
-    from components.evaluate import evaluate as run_evaluate
+    from components.evaluate.component import ui_metric_key
+    from components.evaluate.evaluate import evaluate as run_evaluate
     from components.kfp_support import copy_file, restore_ints, write_artifact_dir
 
     def produce(out_dir):
@@ -33,17 +50,16 @@ def evaluate(
             stats_dir=stats.path,
             model_dir=model.path,
             output_dir=out_dir,
-            **restore_ints(options),
+            **{**restore_ints(options), "device": device},
         )
 
     write_artifact_dir(evaluation.path, produce)
     evaluation.metadata["variant"] = variant
     with open(os.path.join(evaluation.path, "metrics.json")) as handle:
         result = json.load(handle)
-    # Overall Recall/NDCG@K and coverage, shown in the KFP/Vertex UI ("@" spelled "_at_").
     for name, value in result["summary"].items():
-        if isinstance(value, (int, float)):
-            metrics.log_metric(name.replace("@", "_at_"), float(value))
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics.log_metric(ui_metric_key(variant, name), float(value))
     copy_file(os.path.join(evaluation.path, "metrics.md"), summary.path)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 from dataclasses import fields
@@ -140,14 +139,10 @@ def options_from_args(args: argparse.Namespace) -> dict:
     return options
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _launch_torchrun(args: argparse.Namespace, argv: list[str]) -> int:
     """Re-run this command under torchrun with N processes on this machine."""
+    from components.train.launch import torchrun_prefix
+
     if args.nproc_per_node < 1:
         print("error: --nproc-per-node must be >= 1", file=sys.stderr)
         return 2
@@ -155,20 +150,7 @@ def _launch_torchrun(args: argparse.Namespace, argv: list[str]) -> int:
     if "--nproc-per-node" in argv:  # drop the separate value too
         i = argv.index("--nproc-per-node")
         rest = argv[:i] + argv[i + 2 :]
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nnodes",
-        "1",
-        f"--nproc-per-node={args.nproc_per_node}",
-        "--master-addr",
-        "127.0.0.1",
-        f"--master-port={_free_port()}",
-        "-m",
-        "components.train",
-        *rest,
-    ]
+    cmd = [*torchrun_prefix(args.nproc_per_node), "-m", "components.train", *rest]
     result = subprocess.run(cmd, check=False)
     return 2 if result.returncode else 0
 

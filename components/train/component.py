@@ -1,4 +1,4 @@
-"""KFP component of the train step: a thin wrapper over ``components.train.train``."""
+"""KFP component of the train step: a thin wrapper over ``components.train.launch.train_task``."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
@@ -13,34 +13,45 @@ def train(
     loss: str,
     epochs: int,
     options: dict,
+    device: str,
+    nproc: int,
+    checkpoint_root: str,
+    run_id: str,
     model: Output[Model],
 ):
-    """Train one weighting ``variant`` (none|fixed|inverse|dynamic) with ``loss``; ``options`` =
-    further ``train`` keyword arguments (model size, batch size, learning rate, seed…)."""
+    """Train one weighting ``variant`` (none|fixed|inverse|dynamic) with ``loss``.
+
+    ``options``: further ``train`` keyword arguments (model size, batch size, learning rate,
+    seed…); ``device`` (cpu|cuda|auto, fixed when the pipeline is compiled) wins over theirs.
+    ``nproc`` > 1: DDP over that many torchrun processes on this node. ``checkpoint_root`` ≠ '':
+    train in ``<checkpoint_root>/<run_id>/<variant>`` and resume from its checkpoints, so that a
+    retried task continues (``gs://…`` = Vertex's /gcs mount; on Kubeflow a mounted volume).
+    """
     import json
     import os
 
-    from components.kfp_support import restore_ints, write_artifact_dir
-    from components.train import train as run_train
+    from components.kfp_support import restore_ints
+    from components.train.launch import train_task
 
-    def produce(out_dir):
-        return run_train(
-            dataset_dir=dataset.path,
-            weights_path=os.path.join(stats.path, "weights.json"),
-            output_dir=out_dir,
-            scheme=variant,
-            loss=loss,
-            epochs=epochs,
-            **{"device": "auto", **restore_ints(options)},
-        )
-
-    summary = write_artifact_dir(model.path, produce)
+    summary = train_task(
+        dataset.path,
+        os.path.join(stats.path, "weights.json"),
+        model.path,
+        variant=variant,
+        loss=loss,
+        epochs=epochs,
+        options=restore_ints(options),
+        device=device,
+        nproc=nproc,
+        checkpoint_root=checkpoint_root,
+        run_id=run_id,
+    )
     model.metadata["variant"] = variant
     model.metadata["loss"] = loss
     model.metadata["framework"] = "pytorch"
     with open(os.path.join(model.path, "config.json")) as handle:
         config = json.load(handle)
-    for key in ("best_epoch", "epochs_run"):
+    for key in ("best_epoch", "epochs_run", "precision", "device", "world_size"):
         if key in config:
             model.metadata[key] = config[key]
     print("train summary:", json.dumps(summary, default=str)[:2000])

@@ -7,8 +7,12 @@ step's weights.json and writes the Model artifact dir:
     config.json            ModelConfig, TrainConfig, dataset fingerprint, epochs run, best epoch
     weights_history.json   the domain weights after every update (initial weights first)
     train_log.jsonl        one JSON line per epoch
-    checkpoints/last.pt    model, optimiser, scheduler, RNG and weighter state: for --resume
+    checkpoints/last.pt    model, optimiser, scheduler, gradient scaler, RNG and weighter state:
+                           for --resume
     checkpoints/best.pt    the best model's state dict so far
+
+Precision follows the device (``autocast_dtype``): bf16 autocast on CUDA devices of compute
+capability >= 8.0, fp16 autocast with a gradient scaler on older ones (T4, V100), float32 on CPU.
 
 Under torchrun (WORLD_SIZE > 1) every process builds the same global batch, trains on its share
 and averages gradients with DDP (gloo on CPU, nccl on GPU); only rank 0 writes files.
@@ -149,6 +153,9 @@ def split_options(options: dict) -> tuple[TrainConfig, dict]:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto|cpu|cuda`` → this process's device; ``cuda`` without a CUDA device is a ConfigError."""
+    if name not in DEVICES:
+        raise ConfigError(f"--device: {name!r} is not one of {list(DEVICES)}")
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             "--device cuda: no CUDA device is available (torch.cuda.is_available() "
@@ -157,6 +164,21 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(f"cuda:{local_rank}" if name == "cuda" else "cpu")
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype on ``device``: bf16 from compute capability 8.0 (Ampere) on, fp16 on
+    older GPUs (T4, V100: trained with a gradient scaler), None (float32) on CPU."""
+    if device.type != "cuda":
+        return None
+    if torch.cuda.get_device_capability(device) >= (8, 0):
+        return torch.bfloat16
+    return torch.float16
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``bf16`` | ``fp16`` | ``fp32``, as recorded in config.json and the summary."""
+    return {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[dtype]
 
 
 @dataclass
@@ -170,19 +192,22 @@ class Process:
         return self.rank == 0
 
 
-def init_process(device_name: str) -> Process:
+def local_rank() -> int:
+    """This process's rank on its node (torchrun's LOCAL_RANK; 0 without torchrun)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def init_process(device: torch.device) -> Process:
     """Join the torchrun process group when WORLD_SIZE > 1 (or reuse an initialised one)."""
     if dist.is_available() and dist.is_initialized():
-        return Process(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+        return Process(dist.get_rank(), dist.get_world_size(), local_rank())
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return Process()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    uses_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
-    if uses_cuda:
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group("nccl" if uses_cuda else "gloo")
-    return Process(dist.get_rank(), dist.get_world_size(), local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Process(dist.get_rank(), dist.get_world_size(), local_rank())
 
 
 def _broadcast(obj, proc: Process):
@@ -319,6 +344,8 @@ class StepParts:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     grad_clip: float
     proc: Process
+    autocast: torch.dtype | None = None  # None: float32
+    scaler: torch.amp.GradScaler | None = None  # fp16 only
 
 
 def train_step(
@@ -337,7 +364,9 @@ def train_step(
     targets = _to_device(targets_np_mine, device)  # [b, L']
     is_target = targets > 0
     flat_targets = targets[is_target]  # [N_local]
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with torch.autocast(
+        device.type, dtype=parts.autocast or torch.float32, enabled=parts.autocast is not None
+    ):
         states = parts.wrapped(inputs)[is_target]  # [N_local, d]
         per_example = parts.loss_fn(states, flat_targets, parts.model.item_embeddings())
         omega = (
@@ -356,10 +385,19 @@ def train_step(
             f"(lr {parts.scheduler.get_last_lr()[0]:.3g}); try a lower --lr or --grad-clip"
         )
     parts.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    scaler = parts.scaler
+    if scaler is None:
+        loss.backward()
+    else:  # fp16: scale the loss so small gradients do not underflow
+        scaler.scale(loss).backward()
+        scaler.unscale_(parts.optimizer)  # clip the true gradients
     if parts.grad_clip:
         torch.nn.utils.clip_grad_norm_(parts.model.parameters(), parts.grad_clip)
-    parts.optimizer.step()
+    if scaler is None:
+        parts.optimizer.step()
+    else:
+        scaler.step(parts.optimizer)  # skipped when the gradients overflowed
+        scaler.update()
     parts.scheduler.step()
     if weighter is not None:
         weighter.observe(torch.from_numpy(targets_np))
@@ -378,8 +416,9 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
     ``weights_path`` may be None for scheme 'none'. Returns a summary dict.
     """
     cfg, model_options = split_options(options)
-    proc = init_process(cfg.device)
-    device = resolve_device(cfg.device, proc.local_rank)
+    device = resolve_device(cfg.device, local_rank())  # fails fast: nothing read or written yet
+    proc = init_process(device)
+    amp_dtype = autocast_dtype(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
@@ -418,6 +457,7 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
     torch.manual_seed(cfg.seed)
     model = SeqRecModel(model_cfg).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
 
     def batches_of(epoch: int) -> list[np.ndarray]:
         batches = epoch_batches(
@@ -452,6 +492,8 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
         scheduler.load_state_dict(ckpt["scheduler"])
         if weighter is not None:
             weighter.load_state_dict(ckpt["weighter"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
         if len(ckpt["rng"]) == proc.world_size:
             _set_rng_state(ckpt["rng"][proc.rank])
         state = ckpt["state"]
@@ -472,7 +514,18 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
     if proc.world_size > 1:
         ddp_ids = [proc.local_rank] if device.type == "cuda" else None
         compiled = torch.nn.parallel.DistributedDataParallel(compiled, device_ids=ddp_ids)
-    parts = StepParts(model, compiled, loss_fn, weighter, optimizer, scheduler, cfg.grad_clip, proc)
+    parts = StepParts(
+        model,
+        compiled,
+        loss_fn,
+        weighter,
+        optimizer,
+        scheduler,
+        cfg.grad_clip,
+        proc,
+        autocast=amp_dtype,
+        scaler=scaler,
+    )
 
     # -- the epochs --
     start_epoch = state["epoch"] + 1
@@ -553,6 +606,7 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "weighter": weighter.state_dict() if weighter is not None else None,
+                    "scaler": scaler.state_dict() if scaler is not None else None,
                     "rng": rng,
                     "state": state,
                 },
@@ -570,6 +624,7 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
         "scheme": cfg.scheme,
         "loss": cfg.loss,
         "device": str(device),
+        "precision": precision_name(amp_dtype),
         "world_size": proc.world_size,
     }
     if proc.is_main:
@@ -596,6 +651,7 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
                 "stopped_early": stopped_early,
                 "world_size": proc.world_size,
                 "device": str(device),
+                "precision": precision_name(amp_dtype),
                 "library_versions": library_versions(),
             },
         )
