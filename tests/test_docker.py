@@ -75,16 +75,23 @@ def test_image_runs_as_non_root_with_the_project_and_no_network(image):
 
 
 @pytest.mark.filterwarnings("ignore:You may be attemping to run a task:RuntimeWarning")
-def test_pipeline_runs_end_to_end_in_docker(image, tmp_path, capsys):
+def test_compiled_yaml_runs_end_to_end_in_docker(image, tmp_path, capsys):
+    """The kubeflow --no-gpu YAML, compiled with the image, executed by kfp's DockerRunner."""
+    spec = tmp_path / "pipeline.yaml"
+    assert pipeline_cli(["compile", "--no-gpu", "--image", image, "--output", str(spec)]) == 0
     params_file = tmp_path / "params.json"
     params_file.write_text(json.dumps(TINY_PARAMS))
-    argv = ["run", "--local", "--runner", "docker", "--image", image]
+    argv = ["run", "--local", "--runner", "docker", "--spec", str(spec)]
     argv += ["--pipeline-root", str(tmp_path / "root"), "--params-file", str(params_file)]
     assert pipeline_cli(argv) == 0
     out = capsys.readouterr().out
-    assert f"Found image {image!r}" in out  # every task ran in the local image, no pull
     summary = json.loads(out.splitlines()[-2])
     assert summary["runner"] == "docker"
+    assert Path(summary["spec"]).read_text() == spec.read_text()  # the very file that ran
+    logs = sorted(Path(summary["logs"]).glob("*.log"))
+    assert len(logs) == 3 + 2 * len(DEFAULT_VARIANTS)
+    for log in logs:  # every task ran in the local image, no pull
+        assert f"Found image {image!r}" in log.read_text(), log.name
     html = Path(summary["report_html"]).read_text()
     for variant in DEFAULT_VARIANTS:
         assert variant in html

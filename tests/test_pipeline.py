@@ -222,6 +222,10 @@ def _check_report(summary: dict, variants: list[str]) -> None:
     for variant in variants:
         assert variant in html
         assert f"{variant}_ndcg_at_10" in summary["metrics"]
+    # the report says which model and training settings it was made with
+    report_md = Path(summary["report_md"]).read_text()
+    assert "max_len=20" in report_md and "d_model=16" in report_md
+    assert f"epochs={TINY_PARAMS['epochs']}" in report_md and "precision=fp32" in report_md
     run_dir = Path(summary["run_dir"])
     evaluations = sorted(run_dir.glob("for-loop-*-iteration-*/evaluate/evaluation"))
     schemes = {json.loads((e / "metrics.json").read_text())["model"]["scheme"] for e in evaluations}

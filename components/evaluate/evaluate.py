@@ -150,15 +150,23 @@ def resolve_device(device: str) -> str:
     return device
 
 
+# the training settings a reader of a comparison needs to judge it (shown by the report)
+TRAIN_SETTINGS = ("epochs", "patience", "batch_size", "lr", "weight_decay", "seed")
+
+
 def model_summary(config: dict) -> dict:
     """Scheme, loss and training facts from a train step's config.json (tolerant of layout)."""
     weighting = config.get("weighting") if isinstance(config.get("weighting"), dict) else {}
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
     return {
         "scheme": config.get("scheme") or weighting.get("scheme") or "unknown",
         "loss": config.get("loss") if isinstance(config.get("loss"), str) else "unknown",
         "best_epoch": config.get("best_epoch"),
         "epochs_run": config.get("epochs_run"),
         "model": config.get("model", {}),
+        "train": {k: train[k] for k in TRAIN_SETTINGS if k in train},
+        "precision": config.get("precision"),
+        "device": config.get("device"),
     }
 
 

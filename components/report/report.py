@@ -470,6 +470,15 @@ def _describe_runs(variants: list[Variant]) -> list[list[str]]:
                 run.name,
                 run.scheme,
                 str(model.get("loss", "?")),
+                _settings(model.get("model") or {}, MODEL_SETTINGS),
+                _settings(
+                    {
+                        **(model.get("train") or {}),
+                        "precision": model.get("precision"),
+                        "device": model.get("device"),
+                    },
+                    None,
+                ),
                 format_value(model.get("best_epoch")),
                 format_value(model.get("epochs_run")),
                 str(run.path),
@@ -478,7 +487,25 @@ def _describe_runs(variants: list[Variant]) -> list[list[str]]:
     return rows
 
 
-RUN_HEADER = ["variant", "scheme", "loss", "best epoch", "epochs run", "eval dir"]
+MODEL_SETTINGS = ("max_len", "d_model", "n_blocks", "n_heads", "dropout")
+
+
+def _settings(values: dict, names) -> str:
+    """``name=value`` pairs of a run's settings (all of ``values`` when ``names`` is None)."""
+    names = names or list(values)
+    return ", ".join(f"{n}={values[n]}" for n in names if values.get(n) is not None) or "?"
+
+
+RUN_HEADER = [
+    "variant",
+    "scheme",
+    "loss",
+    "model",
+    "training",
+    "best epoch",
+    "epochs run",
+    "eval dir",
+]
 
 
 def markdown_report(context: dict) -> str:
