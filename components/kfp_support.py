@@ -15,6 +15,7 @@ image, so it must stay light (no kfp, no torch).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -62,3 +63,14 @@ def restore_ints(value):
     if isinstance(value, list):
         return [restore_ints(item) for item in value]
     return value
+
+
+def ui_metric_key(variant: str, metric: str) -> str:
+    """The key of ``metric`` ("ndcg@10") of ``variant`` in a Metrics artifact: "dynamic_ndcg_at_10".
+
+    Keys carry the variant so that Vertex Experiments, which merges a run's Metrics artifacts by
+    key, keeps every variant. "@" is spelled "_at_" and any character outside ``[A-Za-z0-9_-]``
+    becomes "_": the KFP run-metrics name pattern is ``^[a-zA-Z]([-_a-zA-Z0-9]{0,62}[a-zA-Z0-9])?$``
+    ("/" is not in it).
+    """
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{variant}_{metric.replace('@', '_at_')}")

@@ -15,7 +15,8 @@ from eval_fixtures import chain_sequences, write_dataset, write_model_dir, write
 from kfp.dsl import HTML, Dataset, Markdown, Metrics, Model
 
 from components.errors import ConfigError
-from components.evaluate.component import evaluate, ui_metric_key
+from components.evaluate.component import evaluate
+from components.kfp_support import ui_metric_key
 from components.report.component import report
 
 torch.set_num_threads(1)

@@ -1,22 +1,9 @@
 """KFP component of the evaluate step: a thin wrapper over ``components.evaluate.evaluate``."""
 
-import re
-
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
 
 from components.kfp_support import cuda_image
-
-
-def ui_metric_key(variant: str, metric: str) -> str:
-    """The key of ``metric`` ("ndcg@10") of ``variant`` in a Metrics artifact: "dynamic_ndcg_at_10".
-
-    Keys carry the variant so that Vertex Experiments, which merges a run's Metrics artifacts by
-    key, keeps every variant. "@" is spelled "_at_" and any character outside ``[A-Za-z0-9_-]``
-    becomes "_": the KFP run-metrics name pattern is ``^[a-zA-Z]([-_a-zA-Z0-9]{0,62}[a-zA-Z0-9])?$``
-    ("/" is not in it).
-    """
-    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{variant}_{metric.replace('@', '_at_')}")
 
 
 def evaluate(
@@ -40,9 +27,8 @@ def evaluate(
     import json
     import os
 
-    from components.evaluate.component import ui_metric_key
     from components.evaluate.evaluate import evaluate as run_evaluate
-    from components.kfp_support import copy_file, restore_ints, write_artifact_dir
+    from components.kfp_support import copy_file, restore_ints, ui_metric_key, write_artifact_dir
 
     def produce(out_dir):
         return run_evaluate(

@@ -10,7 +10,7 @@ def variant_dirs(evaluations: list, baseline: str) -> dict[str, str]:
     """``{variant: path}`` of the collected evaluate outputs, from each one's ``variant``
     metadata; a ConfigError on a missing or repeated variant name, or an absent ``baseline``."""
     from components.errors import ConfigError
-    from components.evaluate.component import ui_metric_key
+    from components.kfp_support import ui_metric_key
 
     evals: dict[str, str] = {}
     for evaluation in evaluations:
@@ -62,8 +62,7 @@ def report(
 
     import pyarrow.parquet as pq
 
-    from components.evaluate.component import ui_metric_key
-    from components.kfp_support import copy_file, restore_ints, write_artifact_dir
+    from components.kfp_support import copy_file, restore_ints, ui_metric_key, write_artifact_dir
     from components.report.component import variant_dirs
     from components.report.report import COMPARISON_FILE
     from components.report.report import report as run_report
