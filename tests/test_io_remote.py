@@ -1,5 +1,5 @@
 """Remote inputs (SPEC §3): ``gs://`` through a local GCS emulator, ``http(s)://`` through a
-local HTTP server, both on 127.0.0.1 — ``components.io.localize`` and ingest from remote URIs.
+local HTTP server, both on 127.0.0.1 — ``components.download.localize`` and ingest from remote URIs.
 
 Failed reads (a missing object or bucket, a 404, a sha256 mismatch) must be clear errors that
 leave nothing behind: no half-downloaded cache file, no (partial) output directory.
@@ -21,8 +21,8 @@ from pathlib import Path
 import fixtures_formats as fx
 import pytest
 
+from components.download import localize
 from components.errors import InputError
-from components.io import localize
 from components.schema import load_dataset
 
 SMALL = {"min_user_interactions": 3, "min_item_interactions": 1}

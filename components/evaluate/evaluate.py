@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from components.download import localize
 from components.errors import ConfigError, InputError
 from components.evaluate.metrics import (
     bootstrap_ci,
@@ -34,7 +35,6 @@ from components.evaluate.metrics import (
 from components.io import (
     atomic_dir,
     library_versions,
-    localize,
     write_json_atomic,
     write_parquet_atomic,
     write_text_atomic,

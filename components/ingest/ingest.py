@@ -6,13 +6,13 @@ import logging
 import time
 from pathlib import Path
 
+from components.download import localize
 from components.errors import ConfigError
 from components.ingest import core, synthetic
 from components.ingest.raw import RawData
 from components.io import (
     atomic_dir,
     library_versions,
-    localize,
     sha256_file,
     write_json_atomic,
     write_parquet_atomic,

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from components.download import localize
 from components.errors import ConfigError, InputError
 from components.evaluate.evaluate import (
     METRICS_FILE,
@@ -41,7 +42,6 @@ from components.evaluate.metrics import (
 )
 from components.io import (
     atomic_dir,
-    localize,
     write_json_atomic,
     write_parquet_atomic,
     write_text_atomic,

@@ -14,8 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from components.download import localize
 from components.errors import ConfigError, InputError
-from components.io import atomic_dir, localize, write_json_atomic, write_parquet_atomic
+from components.io import atomic_dir, write_json_atomic, write_parquet_atomic
 from components.schema import NO_DOMAIN, dataset_fingerprint, load_dataset
 from components.stats import weighting as W
 

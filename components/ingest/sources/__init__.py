@@ -1,6 +1,6 @@
 """Source readers: each turns a local file/directory into ``RawData`` (string ids, raw rows).
 
-``READERS[name](path, options)``: ``path`` is local (``components.io.localize`` ran first; a zip
+``READERS[name](path, options)``: ``path`` is local (``components.download.localize`` ran first; a zip
 archive stays a .zip file), ``options`` the source options of ``python -m components.ingest``
 (all optional):
 
