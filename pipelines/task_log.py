@@ -92,7 +92,11 @@ class TaskLogs:
     def _routed_print(self, *args, sep=" ", end="\n", file=None, flush=False) -> None:
         if file not in (None, sys.stdout):
             return self._print(*args, sep=sep, end=end, file=file, flush=flush)
-        self.write(sep.join(str(a) for a in args) + end)
+        text = sep.join(str(a) for a in args) + end
+        outside = getattr(self._local, "sink", None) is None
+        if outside and not self.verbose and not text.strip().strip("-"):
+            return None  # kfp's separator lines between tasks
+        self.write(text)
 
     def line(self, text: str) -> None:
         with self._lock:

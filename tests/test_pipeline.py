@@ -261,9 +261,11 @@ def test_run_local_executes_a_compiled_vertex_cpu_yaml(tmp_path, capsys):
     spec = tmp_path / "vertex.yaml"
     assert pipeline_cli(["compile", "--target", "vertex", "--no-gpu", "--output", str(spec)]) == 0
     params = {**TINY_PARAMS, "variants": ["none", "dynamic"]}
-    code, summary, _, _ = _run(tmp_path, capsys, "--spec", str(spec), params=params)
+    code, summary, out, _ = _run(tmp_path, capsys, "--spec", str(spec), "--verbose", params=params)
     assert code == 0
     _check_report(summary, ["none", "dynamic"])
+    # --verbose streams the task logs as well as keeping them in files
+    assert "train summary:" in out and "Executing task" in out
     assert Path(summary["spec"]).read_text() == spec.read_text()
 
 
