@@ -190,12 +190,25 @@ def pipeline_config(args, target: str | None = None):
 
 
 def compile_checked(path: str | Path, config) -> str:
-    """Compile ``config`` to ``path`` and check the result the way a backend reads it."""
+    """Compile ``config`` to ``path`` and check the result the way a backend reads it; the file
+    appears only when both succeed (an existing file of that name is replaced)."""
     from pipelines.pipeline import compile_pipeline
     from pipelines.spec_check import check_spec_file
 
-    compile_pipeline(str(path), config)
-    check_spec_file(path, config)
+    path = Path(path)
+    if path.suffix not in (".yaml", ".yml"):
+        raise ConfigError(f"--output {path}: a pipeline spec is a .yaml file")
+    if path.is_dir():
+        raise ConfigError(f"--output {path}: is a directory; give a .yaml file path")
+    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+        raise ConfigError(f"--output {path}: {path.parent} is not a writable directory")
+    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}.yaml")
+    try:
+        compile_pipeline(str(staging), config)
+        check_spec_file(staging, config)
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
     return str(path)
 
 
@@ -249,10 +262,12 @@ def _run(args) -> None:
 
 
 def _submit(args) -> None:
-    from pipelines.submit import submit_from_args, target_of
+    from pipelines.submit import submit_from_args, target_of, vertex_credentials
 
     params = _params(args)
     target = target_of(args)
+    if target == "vertex" and not args.api_endpoint:
+        vertex_credentials()  # before compiling: no credentials is the commonest failure
     with tempfile.TemporaryDirectory(prefix="dwlrec-submit-") as tmp:
         package = args.package
         if package is None:

@@ -65,6 +65,16 @@ def _check_image(image: str) -> None:
         docker.from_env().images.get(image)
     except ImportError as exc:
         raise ConfigError("--runner docker needs the docker Python package") from exc
+    except docker.errors.DockerException as exc:
+        if not isinstance(exc, docker.errors.ImageNotFound):
+            raise ConfigError(
+                f"--runner docker: no Docker daemon answers ({exc}); start dockerd or use "
+                "--runner subprocess"
+            ) from exc
+        raise ConfigError(
+            f"--runner docker: image {image!r} is not available locally; build it with "
+            "docker/build.sh cpu or compile the spec with --image"
+        ) from exc
     except Exception as exc:  # docker.errors.ImageNotFound, DockerException (no daemon)
         raise ConfigError(
             f"--runner docker: image {image!r} is not available locally "
@@ -101,6 +111,23 @@ def check_local_spec(spec_path: str | Path) -> None:
             )
 
 
+def writable_root(pipeline_root: str | Path) -> Path:
+    """``pipeline_root`` created if needed, and writable, or a clear error before any task."""
+    root = Path(pipeline_root).resolve()
+    if "://" in str(pipeline_root):
+        raise ConfigError(
+            f"--pipeline-root {pipeline_root}: a local run writes to a local directory "
+            "(kfp.local does not support object stores)"
+        )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--pipeline-root {root}: cannot create it ({exc.strerror})") from exc
+    if not root.is_dir() or not os.access(root, os.W_OK | os.X_OK):
+        raise ConfigError(f"--pipeline-root {root}: not a writable directory")
+    return root
+
+
 def run_local(
     params: dict,
     spec_path: str | Path,
@@ -114,8 +141,7 @@ def run_local(
     from kfp import components, local
 
     check_local_spec(spec_path)
-    pipeline_root = Path(pipeline_root).resolve()
-    pipeline_root.mkdir(parents=True, exist_ok=True)
+    pipeline_root = writable_root(pipeline_root)
     local.init(
         runner=make_runner(runner, spec_images(spec_path), threads),
         pipeline_root=str(pipeline_root),

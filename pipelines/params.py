@@ -23,11 +23,15 @@ def parse_params(pairs: list[str] | None = None, params_file: str | None = None)
     params: dict = {}
     if params_file:
         try:
-            params.update(json.loads(Path(params_file).read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
+            loaded = json.loads(Path(params_file).read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"--params-file {params_file}: {exc}") from exc
-        if not isinstance(params, dict):
-            raise ConfigError(f"--params-file {params_file}: expected a JSON object")
+        if not isinstance(loaded, dict):
+            raise ConfigError(
+                f"--params-file {params_file}: expected a JSON object of parameters, "
+                f"got a {type(loaded).__name__}"
+            )
+        params.update(loaded)
     for pair in pairs or []:
         name, sep, raw = pair.partition("=")
         if not sep or not name:

@@ -211,6 +211,25 @@ def in_cluster_credentials():
     return ServiceAccountTokenVolumeCredentials(path)
 
 
+def vertex_credentials(credentials=None):
+    """``credentials``, or Application Default Credentials; a clear error when there are none."""
+    if credentials is not None:
+        return credentials
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        credentials, _ = google.auth.default(
+            scopes=["https://www.googleapis.com/auth/cloud-platform"]
+        )
+    except DefaultCredentialsError as exc:
+        raise ConfigError(
+            "submit --vertex: no Google Cloud credentials found; run `gcloud auth "
+            "application-default login` or set GOOGLE_APPLICATION_CREDENTIALS to a key file"
+        ) from exc
+    return credentials
+
+
 def submit_vertex(
     package_path: str | Path,
     project: str,
@@ -238,6 +257,7 @@ def submit_vertex(
         ) from exc
     if not pipeline_root.startswith("gs://"):
         raise ConfigError(f"--pipeline-root {pipeline_root!r}: Vertex AI needs a gs:// URI")
+    credentials = vertex_credentials(credentials)
     display_name = display_name or default_display_name()
     transport = "rest" if api_endpoint and api_endpoint.startswith("http") else None
     aiplatform.init(

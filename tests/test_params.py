@@ -1,6 +1,7 @@
 """Pipeline parameters: parsed from the command line and every value checked before anything runs."""
 
 import json
+import os
 
 import pytest
 
@@ -106,3 +107,52 @@ def test_ingest_refuses_options_a_source_does_not_understand(tmp_path):
     with pytest.raises(ConfigError, match=r"movielens source: unknown option\(s\) \['num_users'\]"):
         ingest("movielens", tmp_path / "out", input_uri=str(tmp_path), num_users=5)
     assert not (tmp_path / "out").exists()
+
+
+def test_pipeline_commands_turn_bad_paths_into_one_line(tmp_path, capsys, monkeypatch):
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o500)
+    cases = [
+        (["run", "--local", "--params-file", str(listed)], "expected a JSON object of parameters"),
+        (["compile", "--output", str(tmp_path)], "a pipeline spec is a .yaml file"),
+        (["compile", "--output", str(tmp_path / "no" / "p.yaml")], "not a writable directory"),
+        (["run", "--local", "--pipeline-root", "gs://b/root"], "a local run writes to a local"),
+    ]
+    if os.geteuid() != 0:  # root writes anywhere
+        cases.append((["compile", "--output", str(read_only / "p.yaml")], "not a writable"))
+        cases.append((["run", "--local", "--pipeline-root", str(read_only / "r")], "cannot create"))
+    for argv, message in cases:
+        assert pipeline_cli(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (argv, err)
+    assert list(tmp_path.glob("**/*.yaml")) == [] and not (tmp_path / "gs:").exists()
+
+
+def test_submit_vertex_without_credentials_is_one_line_before_compiling(capsys, monkeypatch):
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    def no_credentials(*args, **kwargs):
+        raise DefaultCredentialsError("Your default credentials were not found.")
+
+    monkeypatch.setattr(google.auth, "default", no_credentials)
+    argv = ["submit", "--vertex", "--project", "p", "--region", "us-central1"]
+    assert pipeline_cli([*argv, "--pipeline-root", "gs://b/runs"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no Google Cloud credentials found" in err[0], err
+
+
+def test_docker_runner_without_a_daemon_says_so(monkeypatch):
+    docker = pytest.importorskip("docker")
+    from components.errors import ConfigError
+    from pipelines.local import make_runner
+
+    def no_daemon(*args, **kwargs):
+        raise docker.errors.DockerException("Error while fetching server API version")
+
+    monkeypatch.setattr(docker, "from_env", no_daemon)
+    with pytest.raises(ConfigError, match="no Docker daemon answers"):
+        make_runner("docker", {"dwlrec:latest"}, 1)
