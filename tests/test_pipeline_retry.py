@@ -24,8 +24,9 @@ PARAMS = {
 }
 
 
-def _train_processes() -> list[int]:
-    """PIDs of the python processes running a train task's executor."""
+def _train_processes(root: Path) -> list[int]:
+    """PIDs of the python processes running a train task's executor of the run under ``root``
+    (never another run's, e.g. a pipeline running beside the tests)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -35,7 +36,13 @@ def _train_processes() -> list[int]:
         except OSError:
             continue
         text = b" ".join(cmdline)
-        if b"python" in cmdline[0] and b"executor_main" in text and b"checkpoint_root" in text:
+        mine = str(root).encode() in text
+        if (
+            b"python" in cmdline[0]
+            and b"executor_main" in text
+            and b"checkpoint_root" in text
+            and mine
+        ):
             pids.append(int(entry.name))
     return pids
 
@@ -50,7 +57,7 @@ class KillTrainAfterFirstCheckpoint(threading.Thread):
     def run(self) -> None:
         while not self.done.is_set():
             if any(self.root.glob("**/none/checkpoints/last.pt")):
-                for pid in _train_processes():
+                for pid in _train_processes(self.root):
                     os.kill(pid, signal.SIGKILL)
                     self.killed.append(pid)
                 if self.killed:
