@@ -11,3 +11,8 @@ class InputError(DwlrecError):
 
 class ConfigError(DwlrecError):
     """A bad parameter value or an incompatible combination of options/files."""
+
+
+class OutputError(DwlrecError):
+    """An output path that must not or cannot be written (an input, another tool's files, a URL,
+    a read-only or full disk)."""

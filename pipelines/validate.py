@@ -155,8 +155,15 @@ def _check_eval_and_report(params: dict) -> None:
 
 def _check_stats(params: dict) -> None:
     from components.stats import compute_stats
+    from components.stats.domain_stats import stats_config
 
-    _check_keys("stats_options", params["stats_options"], _kwargs_of(compute_stats))
+    options = params["stats_options"]
+    _check_keys("stats_options", options, _kwargs_of(compute_stats))
+    values = {k: v for k, v in options.items() if k in _kwargs_of(stats_config)}
+    try:  # every value the step checks before reading data (NaN, ranges, w_min <= w_max, ...)
+        stats_config(**values)
+    except (ConfigError, TypeError, ValueError) as exc:
+        _fail("stats_options", options, str(exc))
 
 
 def check_run_params(params: dict, defaults: dict | None = None) -> dict:

@@ -231,8 +231,9 @@ def test_bad_parameters_are_config_errors(chain_data, tmp_path):
         model_dir = write_model_dir(tmp_path / "model", dataset_dir)
         with pytest.raises(ConfigError, match="CUDA"):
             evaluate(dataset_dir, stats_dir, model_dir, tmp_path / "eval", device="cuda")
+    (tmp_path / "not_a_model").mkdir()
     with pytest.raises(InputError, match="not a train step output"):
-        evaluate(dataset_dir, stats_dir, tmp_path, tmp_path / "eval", device="cpu")
+        evaluate(dataset_dir, stats_dir, tmp_path / "not_a_model", tmp_path / "eval", device="cpu")
 
 
 def test_model_of_another_catalogue_is_rejected(chain_data, tmp_path):

@@ -105,7 +105,7 @@ def test_ingest_refuses_options_a_source_does_not_understand(tmp_path):
     from components.ingest import ingest
 
     with pytest.raises(ConfigError, match=r"movielens source: unknown option\(s\) \['num_users'\]"):
-        ingest("movielens", tmp_path / "out", input_uri=str(tmp_path), num_users=5)
+        ingest("movielens", tmp_path / "out", input_uri=str(tmp_path / "in"), num_users=5)
     assert not (tmp_path / "out").exists()
 
 

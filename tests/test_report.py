@@ -142,7 +142,8 @@ def test_errors_name_the_problem_and_write_nothing(setup, capsys, tmp_path):
         parse_evals([base])
     assert report_cli(["--eval", f"none={base}", f"none={base}", "--output", str(out)]) == 2
     assert "duplicate" in capsys.readouterr().err
-    assert report_cli(["--eval", f"none={tmp_path}", "--output", str(out)]) == 2
+    (tmp_path / "not_an_eval").mkdir()
+    assert report_cli(["--eval", f"none={tmp_path / 'not_an_eval'}", "--output", str(out)]) == 2
     assert "not an evaluate step output" in capsys.readouterr().err
     # another dataset
     other_data = write_dataset(tmp_path / "d2", chain_sequences(40, N_ITEMS, 7, seed=5), N_ITEMS)

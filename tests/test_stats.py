@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -56,7 +57,10 @@ def write_dataset(root: Path, items=ITEMS, train=TRAIN, held_out=HELD_OUT) -> Pa
     )
     manifest = {
         "counts": {"users": len(train), "items": len(items), "interactions": len(rows)},
-        "files": {"interactions.parquet": {"sha256": "test"}},
+        "files": {
+            name: {"sha256": hashlib.sha256((root / name).read_bytes()).hexdigest()}
+            for name in ("items.parquet", "interactions.parquet")
+        },
     }
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
@@ -195,7 +199,7 @@ def test_not_an_ingest_dir_and_bad_parameters_are_clear_errors(tiny, tmp_path):
         compute_stats(tmp_path / "empty", tmp_path / "out")
     with pytest.raises(InputError, match="no such file or directory"):
         compute_stats(tmp_path / "missing", tmp_path / "out")
-    with pytest.raises(ConfigError, match="w_min/w_max"):
+    with pytest.raises(ConfigError, match="--w-min/--w-max"):
         compute_stats(dataset_dir, tmp_path / "out", w_min=3.0, w_max=2.0)
     with pytest.raises(ConfigError, match="--power-threshold"):
         compute_stats(dataset_dir, tmp_path / "out", power_thresholds=(1.5,))
@@ -235,6 +239,7 @@ def test_cli_writes_outputs_and_reports_errors_with_exit_2(tiny, tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert "sparsest: D, C, B" in ok.stdout and "fixed domains: A" in ok.stdout
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        ".dwlrec-output.json",  # the marker: a re-run may replace this directory
         "domain_stats.parquet",
         "domain_weights.png",
         "power_users.parquet",

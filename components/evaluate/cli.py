@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from components.clitools import HelpFormatter, run_cli
+from components.clitools import HelpFormatter, add_output_arguments, run_cli
 
 EXAMPLES = """examples:
   python -m components.evaluate --dataset out/ml100k --stats out/stats --model out/train-none \\
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model", required=True, help="train step output dir (model.pt, config.json)"
     )
-    parser.add_argument("--output", required=True, help="output dir (replaced atomically)")
+    add_output_arguments(parser)
     parser.add_argument("--k", type=int, nargs="+", default=[10, 20], help="cut-offs K")
     parser.add_argument(
         "--exclude-seen",
@@ -73,6 +73,7 @@ def _run(args: argparse.Namespace) -> None:
         seed=args.seed,
         device=args.device,
         batch_size=args.batch_size,
+        overwrite=args.overwrite,
     )
     print(json.dumps(summary, indent=2))
 

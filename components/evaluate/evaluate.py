@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import numbers
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from components.evaluate.metrics import (
 )
 from components.io import (
     atomic_dir,
+    check_output,
     library_versions,
     write_json_atomic,
     write_parquet_atomic,
@@ -66,14 +68,35 @@ class EvalConfig:
     confidence: float = 0.95
 
     def __post_init__(self) -> None:
-        self.ks = tuple(sorted({int(k) for k in self.ks}))
-        if not self.ks or min(self.ks) < 1:
-            raise ConfigError(f"--k: cut-offs must be positive integers, got {list(self.ks)}")
-        if self.bootstrap < 0:
-            raise ConfigError(f"--bootstrap: must be >= 0, got {self.bootstrap}")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size: must be >= 1, got {self.batch_size}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+        """ConfigError naming the option and what is allowed (before anything is read)."""
+
+        def whole(value) -> bool:  # an integer, or a float holding one (JSON params)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                return False
+            return isinstance(value, numbers.Integral) or float(value).is_integer()
+
+        ks = list(self.ks) if isinstance(self.ks, list | tuple) else [self.ks]
+        if not ks or not all(whole(k) and k >= 1 for k in ks):
+            raise ConfigError(f"--k: cut-offs must be positive integers, got {ks}")
+        self.ks = tuple(sorted({int(k) for k in ks}))
+        for option, value, low in (
+            ("--bootstrap", self.bootstrap, 0),
+            ("--seed", self.seed, 0),
+            ("--batch-size", self.batch_size, 1),
+        ):
+            if not whole(value) or value < low:
+                raise ConfigError(f"{option}: must be an integer >= {low}, got {value!r}")
+        if not isinstance(self.exclude_seen, bool):
+            raise ConfigError(f"--exclude-seen: expected true or false, got {self.exclude_seen!r}")
+        if (
+            isinstance(self.confidence, bool)
+            or not isinstance(self.confidence, numbers.Real)
+            or not 0 < self.confidence < 1
+        ):
+            raise ConfigError(f"confidence: must be a number in (0, 1), got {self.confidence!r}")
+        if not isinstance(self.device, str) or (
+            self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:")
+        ):
             raise ConfigError(f"--device: expected auto, cpu or cuda, got {self.device!r}")
 
 
@@ -85,11 +108,16 @@ class DomainStats:
     shares: dict[str, float]  # p_d: share of train interactions
     power_thresholds: list[float]
     power_users: pa.Table  # user_idx, domain, share (share >= min threshold)
+    # items without a known domain, e.g. "(none)" (weights.json params.unlabelled_domains):
+    # reported as their own cohort, never counted as a sparse domain
+    unlabelled: list[str] = field(default_factory=list)
 
     def sparse_domains(self) -> list[str]:
-        """Domains with less than a uniform share 1/|D| of train interactions (up-weighted)."""
-        uniform = 1.0 / max(len(self.domains), 1)
-        return [d for d in self.domains if self.shares.get(d, 0.0) < uniform]
+        """Domains with less than a uniform share 1/|D| of train interactions (up-weighted);
+        unlabelled ones are neither counted in |D| nor sparse."""
+        labelled = [d for d in self.domains if d not in self.unlabelled]
+        uniform = 1.0 / max(len(labelled), 1)
+        return [d for d in labelled if self.shares.get(d, 0.0) < uniform]
 
 
 def theta_name(theta: float) -> str:
@@ -137,7 +165,11 @@ def load_domain_stats(stats_dir: str | Path, dataset: Dataset) -> DomainStats:
     if not needed <= set(power.column_names):
         raise InputError(f"{files['power_users.parquet']}: expected columns {sorted(needed)}")
     thresholds = [float(t) for t in weights.get("power_thresholds", [0.5, 0.2])]
-    return DomainStats(domains, shares, thresholds, power.select(["user_idx", "domain", "share"]))
+    params = weights.get("params") if isinstance(weights.get("params"), dict) else {}
+    unlabelled = [d for d in params.get("unlabelled_domains") or [] if d in shares]
+    return DomainStats(
+        domains, shares, thresholds, power.select(["user_idx", "domain", "share"]), unlabelled
+    )
 
 
 def resolve_device(device: str) -> str:
@@ -417,6 +449,7 @@ def metrics_markdown(metrics: dict, rows: list[dict]) -> str:
     ]
     k0 = str(ks[0])
     header = ["cohort", "domain", "θ", "n", *names, f"top-{k0} share", "target share"]
+    unlabelled = {d["domain"] for d in metrics.get("domains", []) if d.get("unlabelled")}
     table_rows = []
     for row in rows:
         if row["cohort"] == "power" and row["n"] == 0:
@@ -425,7 +458,7 @@ def metrics_markdown(metrics: dict, rows: list[dict]) -> str:
         table_rows.append(
             [
                 row["cohort"],
-                row["domain"] or "–",
+                (row["domain"] or "–") + (" (unlabelled)" if row["domain"] in unlabelled else ""),
                 format_value(row["theta"], "g"),
                 str(row["n"]),
                 *(_value_with_ci(row, name) for name in names),
@@ -484,9 +517,16 @@ def evaluate(
     seed: int = 0,
     device: str = "auto",
     batch_size: int = 256,
+    *,
+    overwrite: bool = False,
 ) -> dict:
-    """Evaluate a trained model on the test split; write the eval dir; return the summary."""
+    """Evaluate a trained model on the test split; write the eval dir; return the summary.
+
+    ``output_dir`` may replace only a previous evaluate output unless ``overwrite``, and never
+    one of the inputs (checked before anything is read; components.io)."""
     config = EvalConfig(tuple(ks), exclude_seen, bootstrap, seed, device, batch_size)
+    inputs = (dataset_dir, stats_dir, model_dir)
+    check_output(output_dir, "evaluate", inputs=inputs, overwrite=overwrite)
     started = time.perf_counter()
     dataset = load_dataset(localize(dataset_dir))
     stats = load_domain_stats(localize(stats_dir), dataset)
@@ -508,6 +548,7 @@ def evaluate(
     metrics = write_eval_dir(
         output_dir, dataset, stats, config, per_user, rows, info, model_config, model_root,
         extra={"device": device, "seconds": round(time.perf_counter() - started, 3)},
+        inputs=inputs, overwrite=overwrite,
     )  # fmt: skip
     log.info("evaluated %d users in %.1fs → %s", per_user.num_rows, metrics["seconds"], output_dir)
     return {
@@ -528,8 +569,13 @@ def write_eval_dir(
     model_config: dict,
     model_root: Path | None = None,
     extra: dict | None = None,
+    *,
+    inputs=(),
+    overwrite: bool = False,
 ) -> dict:
-    """Write the eval dir atomically (and copy the model's logs); return metrics.json's dict."""
+    """Write the eval dir atomically (and copy the model's logs); return metrics.json's dict.
+
+    ``inputs``: the paths the eval dir must not overwrite (``components.io.atomic_dir``)."""
     metrics = {
         "version": METRICS_VERSION,
         "dataset": dataset_fingerprint(dataset),
@@ -545,7 +591,12 @@ def write_eval_dir(
         "n_users": per_user.num_rows,
         "n_items": dataset.n_items,
         "domains": [
-            {"domain": d, "p_d": stats.shares.get(d), "sparse": d in stats.sparse_domains()}
+            {
+                "domain": d,
+                "p_d": stats.shares.get(d),
+                "sparse": d in stats.sparse_domains(),
+                "unlabelled": d in stats.unlabelled,
+            }
             for d in stats.domains
         ],
         "power_thresholds": stats.power_thresholds,
@@ -562,7 +613,7 @@ def write_eval_dir(
         "config": asdict(config),
     }
     metrics = _json_safe(metrics)
-    with atomic_dir(output_dir) as staging:
+    with atomic_dir(output_dir, step="evaluate", inputs=inputs, overwrite=overwrite) as staging:
         write_parquet_atomic(per_user, staging / PER_USER_FILE)
         write_parquet_atomic(
             per_domain_table(rows, stats, info, config.ks), staging / PER_DOMAIN_FILE

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from components.clitools import HelpFormatter, run_cli
+from components.clitools import HelpFormatter, add_output_arguments, run_cli
 from components.ingest.core import SPLIT_METHODS, IngestOptions
-from components.ingest.ingest import SOURCES, ingest
+from components.ingest.ingest import SOURCES, ingest, summary_counts
 from components.ingest.synthetic import SyntheticConfig
 
 EXAMPLES = """examples:
@@ -19,21 +18,36 @@ EXAMPLES = """examples:
 """
 
 
+class _Formatter(HelpFormatter):
+    """No "(default: None)": an option without a default says what happens in its help."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m components.ingest",
         description="Read a dataset source and write items.parquet, interactions.parquet and "
         "manifest.json (SPEC §3): k-core filtered, densely re-indexed, leave-one-out split.",
         epilog=EXAMPLES,
-        formatter_class=HelpFormatter,
+        formatter_class=_Formatter,
     )
-    parser.add_argument("--source", required=True, choices=SOURCES)
+    parser.add_argument(
+        "--source",
+        required=True,
+        choices=SOURCES,
+        help="sequences: one line per user, 'user item1 item2 …' in time order (a user on two "
+        "lines is an error naming both; a ratings table such as MovieLens u.data is refused)",
+    )
     parser.add_argument(
         "--input",
         help="local path, gs://bucket/prefix or https:// URL "
         "(file, directory or official .zip); not used by --source synthetic",
     )
-    parser.add_argument("--output", required=True, help="output directory (replaced atomically)")
+    add_output_arguments(parser)
     parser.add_argument("--sha256", help="expected sha256 of a downloaded --input file")
     parser.add_argument(
         "--cache-dir", help="download cache (default $DWLREC_CACHE or ~/.cache/dwlrec)"
@@ -45,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-user-interactions",
         type=int,
         default=defaults.min_user_interactions,
-        help="k-core threshold for users (leave-one-out needs at least 3)",
+        help="k-core threshold for users (leave-one-out needs at least 3: a lower value is "
+        "raised to 3, with a warning, and the manifest records 3)",
     )
     proc.add_argument(
         "--min-item-interactions",
@@ -77,6 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.max_bad_fraction,
         help="fail when more than this fraction of rows is malformed",
     )
+    proc.add_argument(
+        "--top-domains",
+        type=int,
+        help="keep the N largest domains (by train interactions); the rest become 'other' "
+        "(default: keep all)",
+    )
+    proc.add_argument(
+        "--min-domain-items",
+        type=int,
+        help="fold domains with fewer than K items into 'other' (default: keep all)",
+    )
 
     src = parser.add_argument_group("source options")
     src.add_argument(
@@ -86,9 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     src.add_argument("--domain-depth", type=int, help="amazon: category depth used as the domain")
     src.add_argument("--top-tags", type=int, help="lastfm: number of top tags kept as domains")
-    src.add_argument("--domain-map", type=_json_file, help="yelp: JSON file {category: domain}")
-    for column in ("user", "item", "time", "rating", "domain", "item-id"):
-        src.add_argument(f"--{column}-col", help=f"table/sequences: name of the {column} column")
+    src.add_argument("--domain-map", help="yelp: JSON file (or JSON text) {category: domain}")
+    for column, text in COLUMN_HELP.items():
+        src.add_argument(f"--{column}-col", help=text)
     src.add_argument(
         "--domain-sep", help="table/sequences: separator inside the domain column (default |)"
     )
@@ -108,9 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _json_file(path: str) -> dict:
-    with open(path) as handle:
-        return json.load(handle)
+COLUMN_HELP = {
+    "user": "table: user id column (default: user_id)",
+    "item": "table: item id column (default: item_id)",
+    "time": "table: time column: seconds, ISO date-time (Z/±HH:MM zones too) or Parquet "
+    "timestamp (default: timestamp)",
+    "rating": "table: rating column (default: rating, when present)",
+    "domain": "domain column: table: default 'domains', in --items (or items.* next to "
+    "--input), else in the interactions table itself (one value per item: the most common); "
+    "sequences: default 'category' in the items CSV; other sources: not used (movielens: "
+    "genres, amazon: --domain-depth, lastfm: top tag, yelp: first category / --domain-map)",
+    "item-id": "table/sequences: item id column of the items table (default: item_id)",
+}
 
 
 SYNTHETIC_FLAGS = (
@@ -149,6 +184,7 @@ def _run(args: argparse.Namespace) -> None:
         args.input,
         cache_dir=args.cache_dir,
         sha256=args.sha256,
+        overwrite=args.overwrite,
         **options,
     )
     print(summary(manifest, args.output))
@@ -162,8 +198,7 @@ def summary(manifest: dict, output: str) -> str:
         f"{counts['interactions']:,} interactions "
         f"(train {counts.get('train_interactions', 0):,} / valid {counts.get('valid_interactions', 0):,}"
         f" / test {counts.get('test_interactions', 0):,})",
-        f"rows read {counts['rows_read']:,}, malformed {counts['bad_rows']:,}, duplicates removed "
-        f"{counts['duplicates_removed']:,}, removed by k-core {counts['removed_by_kcore']:,}",
+        *summary_counts(manifest),
         f"{len(domains)} domains (items): "
         + ", ".join(f"{name} {n:,}" for name, n in sorted(domains.items(), key=lambda kv: kv[1])),
     ]

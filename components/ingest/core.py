@@ -1,14 +1,24 @@
 """Source-independent processing (SPEC §3): raw tables → the contract's Parquet files.
 
 Order: malformed-row check → rating threshold → de-duplicate exact repeats → iterative k-core →
-dense re-index → split (leave-one-out, or global time) → stable sort → atomic write + manifest.
+dense re-index → split (leave-one-out, or global time) → stable sort → item domains (optionally
+capped: ``--min-domain-items``, ``--top-domains``) → atomic write + manifest.
 Everything is columnar (pyarrow compute / numpy); nothing loops over interactions in Python.
+
+The counts add up (the summary line and ``manifest.json`` print the same numbers)::
+
+    rows_parsed - removed_by_rating_threshold - duplicates_removed - removed_by_kcore
+        == interactions
+
+and, for sources with one interaction per row, rows_read - bad_rows - (the reader's own
+``removed_by_*``, e.g. LastFM's repeat taggings) == rows_parsed.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +31,9 @@ from components.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, NO_DOMAIN
 log = logging.getLogger("dwlrec.ingest")
 
 SPLIT_METHODS = ("leave-one-out", "global-time")
+OTHER_DOMAIN = "other"  # where --top-domains / --min-domain-items fold the domains they drop
+MIN_USER_LEAVE_ONE_OUT = 3  # train, valid and test each need an interaction
+UNMATCHED_WARN_SHARE = 0.05  # warn when more kept items than this have no row in the items table
 
 
 @dataclass
@@ -34,6 +47,8 @@ class IngestOptions:
     valid_fraction: float = 0.1  # global-time split only: latest fractions of time
     test_fraction: float = 0.1
     max_bad_fraction: float = 0.01  # fail when more malformed rows than this are skipped
+    top_domains: int | None = None  # keep the N largest domains (train interactions); rest other
+    min_domain_items: int | None = None  # fold domains with fewer items than this into other
 
     def validate(self) -> None:
         if self.split not in SPLIT_METHODS:
@@ -42,6 +57,14 @@ class IngestOptions:
             raise ConfigError("--min-user-interactions/--min-item-interactions must be >= 1")
         if not 0 <= self.max_bad_fraction <= 1:
             raise ConfigError(f"--max-bad-fraction {self.max_bad_fraction}: expected 0..1")
+        if self.rating_threshold is not None and not math.isfinite(self.rating_threshold):
+            raise ConfigError(f"--rating-threshold {self.rating_threshold}: expected a number")
+        for flag, value in (
+            ("--top-domains", self.top_domains),
+            ("--min-domain-items", self.min_domain_items),
+        ):
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+                raise ConfigError(f"{flag} {value}: expected an integer >= 1")
         if not (
             0 < self.valid_fraction < 1
             and 0 < self.test_fraction < 1
@@ -54,7 +77,9 @@ class IngestOptions:
 class Processed:
     items: pa.Table  # ITEMS_SCHEMA
     interactions: pa.Table  # INTERACTIONS_SCHEMA
-    counts: dict
+    counts: dict  # integers only (they become KFP artifact metadata)
+    options: dict = field(default_factory=dict)  # the options in effect (after adjustments)
+    notes: dict = field(default_factory=dict)  # adjusted_options, folded_domains (manifest)
 
 
 def check_bad_rows(raw: RawData, max_bad_fraction: float) -> None:
@@ -82,14 +107,49 @@ def _all_integers(values: pa.Array) -> bool:
     return bool(pc.all(matches).as_py()) if len(values) else False
 
 
+def _drop_blank_ids(raw: RawData) -> RawData:
+    """Rows with a null or empty user/item id are malformed (the readers already skip those and
+    blank ones with their line; this catches any other producer of raw tables)."""
+    table = raw.interactions
+    if table.num_rows == 0 or all(
+        table.column(name).null_count == 0
+        and pc.min(pc.binary_length(table.column(name))).as_py() > 0
+        for name in ("user_id", "item_id")
+    ):
+        return raw  # the common case: one cheap pass, no mask
+    blank = None
+    for name in ("user_id", "item_id"):
+        values = table.column(name)
+        empty = pc.fill_null(pc.equal(pc.utf8_length(values), 0), True)
+        blank = empty if blank is None else pc.or_(blank, empty)
+    n_blank = int(pc.sum(blank).as_py() or 0)
+    where = raw.source_files[0] if raw.source_files else "the input"
+    return replace(
+        raw,
+        interactions=table.filter(pc.invert(blank)),
+        bad_rows=raw.bad_rows + n_blank,
+        bad_examples=raw.bad_examples
+        + [f"{where}: {n_blank} row(s) with an empty user or item id"],
+    )
+
+
 def process(raw: RawData, options: IngestOptions) -> Processed:
     """Filter, re-index and split a source's raw tables (SPEC §3)."""
     options.validate()
+    raw = _drop_blank_ids(raw)
     check_bad_rows(raw, options.max_bad_fraction)
     table = raw.interactions
-    counts = {"rows_read": raw.rows_read, "bad_rows": raw.bad_rows, "rows_parsed": table.num_rows}
+    counts = {
+        "rows_read": raw.rows_read,
+        "bad_rows": raw.bad_rows,
+        **{k: int(v) for k, v in raw.counts.items()},
+        "rows_parsed": table.num_rows,
+        "removed_by_rating_threshold": 0,
+    }
     if table.num_rows == 0:
         raise InputError("the input holds no interactions (0 rows parsed)")
+    effective = options_dict(options)
+    notes: dict = {} if raw.row_unit == "rows" else {"row_unit": raw.row_unit}
 
     if options.rating_threshold is not None:
         ratings = table.column("rating")
@@ -121,8 +181,23 @@ def process(raw: RawData, options: IngestOptions) -> Processed:
 
     # Iterative k-core. Leave-one-out needs >= 3 interactions per user (train, valid, test).
     min_user = options.min_user_interactions
-    if options.split == "leave-one-out":
-        min_user = max(min_user, 3)
+    if options.split == "leave-one-out" and min_user < MIN_USER_LEAVE_ONE_OUT:
+        min_user = MIN_USER_LEAVE_ONE_OUT
+        why = "leave-one-out needs >= 3 interactions per user: train, valid, test"
+        log.warning(
+            "--min-user-interactions %d raised to %d: %s",
+            options.min_user_interactions,
+            min_user,
+            why,
+        )
+        effective["min_user_interactions"] = min_user
+        notes["adjusted_options"] = {
+            "min_user_interactions": {
+                "requested": options.min_user_interactions,
+                "effective": min_user,
+                "why": why,
+            }
+        }
     n_before_kcore = int(keep.sum())
     while True:
         user_counts = np.bincount(user_code[keep], minlength=len(user_enc.dictionary))
@@ -150,7 +225,11 @@ def process(raw: RawData, options: IngestOptions) -> Processed:
     user_idx = (np.cumsum(kept_users) - 1)[user_code]
     item_idx = np.cumsum(kept_items)[item_code]
     item_ids = item_names.filter(pa.array(kept_items))
-    split = _split(user_idx, timestamp, options)
+    labels = _split_labels(user_idx, timestamp, options)
+    split = _label_names(labels)
+    domains, domain_counts, folded = _domains(item_ids, item_idx, labels, raw, options)
+    if folded:
+        notes["folded_domains"] = folded
 
     interactions = pa.table(
         {
@@ -165,7 +244,7 @@ def process(raw: RawData, options: IngestOptions) -> Processed:
         {
             "item_idx": pa.array(np.arange(1, len(item_ids) + 1), pa.int32()),
             "item_id": item_ids,
-            "domains": _item_domains(item_ids, raw.items),
+            "domains": pa.array(domains, pa.list_(pa.string())),
         },
         schema=ITEMS_SCHEMA,
     )
@@ -175,8 +254,11 @@ def process(raw: RawData, options: IngestOptions) -> Processed:
         items=len(item_ids),
         interactions=interactions.num_rows,
         **{f"{entry['values']}_interactions": entry["counts"] for entry in split_counts},
+        **domain_counts,
     )
-    return Processed(items=items, interactions=interactions, counts=counts)
+    return Processed(
+        items=items, interactions=interactions, counts=counts, options=effective, notes=notes
+    )
 
 
 def _stable_user_time_order(user_code: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
@@ -219,8 +301,10 @@ def _exact_repeats(
     return repeat
 
 
-def _split(user_idx: np.ndarray, timestamp: np.ndarray, options: IngestOptions) -> pa.Array:
-    """Split labels for interactions sorted by (user, time)."""
+def _split_labels(
+    user_idx: np.ndarray, timestamp: np.ndarray, options: IngestOptions
+) -> np.ndarray:
+    """Split labels (0 train, 1 valid, 2 test) for interactions sorted by (user, time)."""
     labels = np.zeros(len(user_idx), dtype=np.int8)  # 0 train, 1 valid, 2 test
     if options.split == "leave-one-out":
         last = np.flatnonzero(np.r_[user_idx[1:] != user_idx[:-1], True])
@@ -234,15 +318,79 @@ def _split(user_idx: np.ndarray, timestamp: np.ndarray, options: IngestOptions) 
         )
         labels[timestamp >= valid_from] = 1
         labels[timestamp >= test_from] = 2
+    return labels
+
+
+def _label_names(labels: np.ndarray) -> pa.Array:
     return pa.DictionaryArray.from_arrays(
         pa.array(labels), pa.array(["train", "valid", "test"])
     ).cast(pa.string())
 
 
-def _item_domains(item_ids: pa.Array, raw_items: pa.Table | None) -> pa.Array:
-    """Each kept item's domains (deduplicated, source order); none known → ["(none)"]."""
-    if raw_items is None or raw_items.num_rows == 0:
-        return pa.array([[NO_DOMAIN]] * len(item_ids), pa.list_(pa.string()))
+def _domains(
+    item_ids: pa.Array,
+    item_idx: np.ndarray,
+    labels: np.ndarray,
+    raw: RawData,
+    options: IngestOptions,
+) -> tuple[list[list[str]], dict[str, int], dict]:
+    """The kept items' domain lists, integer counts for the manifest, and the folded domains."""
+    domains, missing = _item_domains(item_ids, raw.items)
+    n_items, unmatched = len(domains), int(missing.sum())
+    source = raw.items_source or "the items table"
+    if raw.items is not None and n_items and unmatched:
+        share = unmatched / n_items
+        detail = (
+            f"{unmatched:,} of {n_items:,} items ({share:.1%}) have no row in {source} "
+            f"(e.g. {_examples(item_ids.filter(pa.array(missing)))}; its ids look like "
+            f"{_examples(raw.items.column('item_id'))})"
+        )
+        if unmatched == n_items:
+            raise InputError(
+                f"{detail}: the items table matches no interaction's item id (check "
+                f"--items, --item-id-col and that both files use the same ids)"
+            )
+        if share > UNMATCHED_WARN_SHARE:
+            log.warning("%s; they get domain %s", detail, NO_DOMAIN)
+    folded: dict = {}
+    if options.min_domain_items or options.top_domains:
+        train_per_item = np.bincount(item_idx[labels == 0], minlength=n_items + 1)[1:]
+        domains, folded = _cap_domains(domains, train_per_item, options)
+    n_none = sum(1 for d in domains if d == [NO_DOMAIN])
+    if n_items and n_none == n_items:
+        if raw.items is None:
+            cause = (
+                "the source gave no domains (sequences: an items CSV via --items/--domain-col; "
+                "table: --items or a --domain-col column of the interactions table)"
+            )
+        else:
+            cause = f"{source} gives no domain to any kept item (check --domain-col/--domain-sep)"
+        log.warning(
+            "!!! every one of the %d items is in domain %s: %s. The domain statistics and the "
+            "domain-weighted losses have nothing to work with !!!",
+            n_items,
+            NO_DOMAIN,
+            cause,
+        )
+    counts = {"items_unmatched_in_items_table": unmatched, "items_without_domain": n_none}
+    if options.min_domain_items or options.top_domains:
+        counts["domains_folded_into_other"] = len(folded)
+    return domains, counts, folded
+
+
+def _examples(values, n: int = 3) -> str:
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    shown = [repr(v) for v in values.slice(0, n).to_pylist()]
+    return ", ".join(shown) + (", …" if len(values) > n else "") if shown else "none"
+
+
+def _item_domains(
+    item_ids: pa.Array, raw_items: pa.Table | None
+) -> tuple[list[list[str]], np.ndarray]:
+    """Each kept item's domains (deduplicated, source order; none known → ["(none)"]) and a
+    mask of the kept items without a row in ``raw_items``."""
+    if raw_items is None:
+        return [[NO_DOMAIN] for _ in range(len(item_ids))], np.zeros(len(item_ids), dtype=bool)
     # the first row per item_id wins when the items table repeats an id
     position = pc.index_in(item_ids, value_set=raw_items.column("item_id"))
     found = raw_items.column("domains").combine_chunks().take(position).to_pylist()
@@ -250,7 +398,50 @@ def _item_domains(item_ids: pa.Array, raw_items: pa.Table | None) -> pa.Array:
     for entry in found:
         cleaned = list(dict.fromkeys(d.strip() for d in (entry or []) if d and d.strip()))
         domains.append(cleaned or [NO_DOMAIN])
-    return pa.array(domains, pa.list_(pa.string()))
+    return domains, position.is_null().to_numpy(zero_copy_only=False)
+
+
+def _cap_domains(
+    domains: list[list[str]], train_per_item: np.ndarray, options: IngestOptions
+) -> tuple[list[list[str]], dict]:
+    """Fold domains into ``other``: first those with < ``min_domain_items`` items, then all but
+    the ``top_domains`` largest by train interactions (ties: more items, then name). ``(none)``
+    and ``other`` are never folded nor counted among the N."""
+    n_train: dict[str, int] = {}
+    n_items: dict[str, int] = {}
+    for entry, train in zip(domains, train_per_item.tolist(), strict=True):
+        for name in entry:
+            n_train[name] = n_train.get(name, 0) + train
+            n_items[name] = n_items.get(name, 0) + 1
+    candidates = [d for d in n_items if d not in (NO_DOMAIN, OTHER_DOMAIN)]
+    fold: dict[str, str] = {}
+    if options.min_domain_items:
+        for name in candidates:
+            if n_items[name] < options.min_domain_items:
+                fold[name] = f"fewer than {options.min_domain_items} items (--min-domain-items)"
+    if options.top_domains:
+        remaining = sorted(
+            (d for d in candidates if d not in fold), key=lambda d: (-n_train[d], -n_items[d], d)
+        )
+        for name in remaining[options.top_domains :]:
+            fold[name] = f"not among the {options.top_domains} largest (--top-domains)"
+    if not fold:
+        return domains, {}
+    capped = [
+        list(dict.fromkeys(OTHER_DOMAIN if d in fold else d for d in entry)) for entry in domains
+    ]
+    folded = {
+        name: {"items": n_items[name], "train_interactions": n_train[name], "why": why}
+        for name, why in sorted(fold.items(), key=lambda kv: (-n_train[kv[0]], kv[0]))
+    }
+    log.info(
+        "folded %d domain(s) into %r: %s",
+        len(fold),
+        OTHER_DOMAIN,
+        ", ".join(f"{d} ({v['items']} items)" for d, v in list(folded.items())[:10])
+        + (", …" if len(folded) > 10 else ""),
+    )
+    return capped, folded
 
 
 def options_dict(options: IngestOptions) -> dict:

@@ -12,6 +12,7 @@ from components.ingest import core, synthetic
 from components.ingest.raw import RawData
 from components.io import (
     atomic_dir,
+    check_output,
     library_versions,
     sha256_file,
     write_json_atomic,
@@ -54,6 +55,10 @@ def _read(source: str, input_uri: str | None, source_options: dict, cache_dir, s
     from components.ingest.sources import READERS
 
     check_source_options(source, source_options)
+    if source_options.get("domain_map") is not None:  # a bad map fails before any download
+        from components.ingest.sources.yelp import load_domain_map
+
+        source_options["domain_map"] = load_domain_map(source_options["domain_map"])
     path = localize(input_uri, cache_dir=cache_dir, sha256=sha256)
     if source_options.get("items"):
         source_options = {**source_options, "items": localize(source_options["items"], cache_dir)}
@@ -67,6 +72,7 @@ def ingest(
     *,
     cache_dir: str | Path | None = None,
     sha256: str | None = None,
+    overwrite: bool = False,
     **options,
 ) -> dict:
     """Ingest ``source`` into ``output_dir`` (replaced atomically); return the manifest.
@@ -74,12 +80,20 @@ def ingest(
     ``options`` holds the processing options (``core.IngestOptions`` fields, e.g.
     ``min_user_interactions``, ``rating_threshold``, ``split``) and the source's own options
     (e.g. ``items``, ``domain_depth``, ``top_tags``; synthetic: ``users``, ``items``, ``seed``…).
+    ``output_dir`` may replace only a previous ingest output unless ``overwrite``, and never
+    an input (``components.io.check_output``); that is checked before anything is read.
     """
     if source not in SOURCES:
         raise ConfigError(f"--source {source!r}: expected one of {list(SOURCES)}")
     processing = core.IngestOptions(**{k: v for k, v in options.items() if k in CORE_KEYS})
     processing.validate()
     source_options = {k: v for k, v in options.items() if k not in CORE_KEYS and v is not None}
+    output = {
+        "step": "ingest",
+        "inputs": (input_uri, source_options.get("items"), cache_dir),
+        "overwrite": overwrite,
+    }
+    check_output(output_dir, **output)
 
     started = time.perf_counter()
     raw = _read(source, input_uri, source_options, cache_dir, sha256)
@@ -92,7 +106,7 @@ def ingest(
     processed = core.process(raw, processing)
 
     output_dir = Path(output_dir)
-    with atomic_dir(output_dir) as staging:
+    with atomic_dir(output_dir, **output) as staging:
         write_parquet_atomic(processed.items, staging / ITEMS_FILE)
         write_parquet_atomic(processed.interactions, staging / INTERACTIONS_FILE)
         manifest = {
@@ -100,9 +114,10 @@ def ingest(
             "input": str(input_uri) if input_uri else None,
             "source_files": raw.source_files,
             "options": {
-                **core.options_dict(processing),
+                **processed.options,  # in effect: e.g. min_user_interactions raised to 3
                 **{k: _jsonable(v) for k, v in source_options.items()},
             },
+            **processed.notes,  # adjusted_options, folded_domains (when any)
             "counts": processed.counts,
             "bad_examples": raw.bad_examples,
             "domains": _domain_item_counts(processed.items),
@@ -128,3 +143,41 @@ def _domain_item_counts(items) -> dict[str, int]:
 
     counts = pc.value_counts(pc.list_flatten(items.column("domains"))).to_pylist()
     return dict(sorted((c["values"], c["counts"]) for c in counts))
+
+
+READER_REMOVALS = {"removed_by_first_tag": "repeat taggings of a user-artist pair (first kept)"}
+
+
+def summary_counts(manifest: dict) -> list[str]:
+    """The summary lines that add up: read - malformed (- reader removals) = parsed - each
+    filter = kept; the same numbers as ``manifest.json``'s counts; then any adjusted option."""
+    counts = manifest["counts"]
+    parsed = counts.get("rows_parsed", counts["rows_read"] - counts["bad_rows"])
+    if manifest.get("row_unit", "rows") == "rows":
+        read = f"rows read {counts['rows_read']:,} - malformed {counts['bad_rows']:,}"
+        for key, label in READER_REMOVALS.items():
+            if key in counts:
+                read += f" - {label} {counts[key]:,}"
+        read += f" = parsed {parsed:,}"
+    else:  # sequences: a line holds a user's interactions
+        unit = manifest["row_unit"]
+        read = (
+            f"{unit} read {counts['rows_read']:,} (malformed {counts['bad_rows']:,}) -> "
+            f"interactions parsed {parsed:,}"
+        )
+    lines = [
+        f"{read} - rating threshold {counts.get('removed_by_rating_threshold', 0):,}"
+        f" - duplicates {counts.get('duplicates_removed', 0):,}"
+        f" - k-core {counts.get('removed_by_kcore', 0):,} = kept {counts['interactions']:,}"
+    ]
+    for name, change in manifest.get("adjusted_options", {}).items():
+        flag = "--" + name.replace("_", "-")
+        lines.append(
+            f"note: {flag} {change['requested']} raised to {change['effective']} "
+            f"({change['why']}); the manifest records {change['effective']}"
+        )
+    folded = manifest.get("folded_domains") or {}
+    if folded:
+        shown = ", ".join(list(folded)[:8]) + (", …" if len(folded) > 8 else "")
+        lines.append(f"folded {len(folded)} domain(s) into '{core.OTHER_DOMAIN}': {shown}")
+    return lines

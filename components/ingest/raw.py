@@ -33,3 +33,9 @@ class RawData:
     bad_rows: int = 0  # malformed rows skipped
     bad_examples: list[str] = field(default_factory=list)  # up to 5 "FILE:LINE: reason"
     source_files: list[str] = field(default_factory=list)
+    # Integer counts the reader adds to the manifest's ``counts``. Keys ``removed_by_*`` are rows
+    # the reader itself removed (e.g. LastFM's repeat taggings of a user-artist pair), so that
+    # rows_read - bad_rows - sum(removed_by_*) == the interactions it returns (one row each).
+    counts: dict[str, int] = field(default_factory=dict)
+    items_source: str | None = None  # where ``items`` came from, for messages (file name)
+    row_unit: str = "rows"  # what rows_read counts: "rows", or "lines" holding many interactions

@@ -12,6 +12,7 @@ Vectorised over users, one loop over positions: ML-20M scale (20M interactions) 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -20,6 +21,20 @@ import pyarrow.compute as pc
 
 from components.errors import ConfigError
 from components.ingest.raw import RawData
+
+MAX_INTERACTIONS = 200_000_000  # ~10× ML-20M; the generator holds ~100 bytes per interaction
+MAX_ITEMS = 10_000_000
+MAX_DOMAINS = 10_000
+MAX_MEAN_LENGTH = 10_000  # one vectorised step per position, up to 6× the mean
+
+
+_CLI_FLAGS = {"num_users", "num_items", "num_domains", "dense_domains", "mean_length",
+              "power_user_fraction", "seed"}  # fmt: skip
+
+
+def _flag(name: str) -> str:
+    """How messages name an option: its CLI flag, or the option name for Python-only ones."""
+    return "--" + name.replace("_", "-") if name in _CLI_FLAGS else name
 
 
 @dataclass
@@ -38,12 +53,58 @@ class SyntheticConfig:
     seed: int = 0
 
     def validate(self) -> None:
+        for name in ("num_users", "num_items", "num_domains", "dense_domains", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ConfigError(f"synthetic: {_flag(name)} {value!r}: expected an integer")
+        for name in (
+            "mean_length",
+            "power_user_fraction",
+            "power_user_focus",
+            "sparse_share",
+            "p_next",
+            "multi_label_fraction",
+            "zipf",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise ConfigError(f"synthetic: {_flag(name)} {value!r}: expected a number")
+            if not math.isfinite(value):
+                raise ConfigError(f"synthetic: {_flag(name)} {value}: expected a finite number")
         if self.num_users < 1 or self.num_items < self.num_domains or self.num_domains < 2:
             raise ConfigError("synthetic: need users >= 1, domains >= 2 and items >= domains")
         if not 1 <= self.dense_domains < self.num_domains:
             raise ConfigError("synthetic: --dense-domains must be in [1, domains)")
-        if self.mean_length < 3:
-            raise ConfigError("synthetic: --mean-length must be >= 3")
+        if not 3 <= self.mean_length <= MAX_MEAN_LENGTH:
+            raise ConfigError(
+                f"synthetic: --mean-length {self.mean_length}: expected 3..{MAX_MEAN_LENGTH:,}"
+            )
+        for name in (
+            "power_user_fraction",
+            "power_user_focus",
+            "sparse_share",
+            "p_next",
+            "multi_label_fraction",
+        ):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"synthetic: {_flag(name)} {getattr(self, name)}: expected 0..1")
+        if self.zipf < 0:
+            raise ConfigError(f"synthetic: zipf {self.zipf}: expected >= 0")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"synthetic: --seed {self.seed}: expected an integer >= 0")
+        if self.num_items > MAX_ITEMS or self.num_domains > MAX_DOMAINS:
+            raise ConfigError(
+                f"synthetic: --num-items {self.num_items:,} / --num-domains {self.num_domains:,}: "
+                f"the generator's limits are {MAX_ITEMS:,} items and {MAX_DOMAINS:,} domains"
+            )
+        expected = self.num_users * self.mean_length
+        if expected > MAX_INTERACTIONS:
+            raise ConfigError(
+                f"synthetic: --num-users {self.num_users:,} × --mean-length {self.mean_length:g} "
+                f"≈ {expected:,.0f} interactions, beyond the generator's limit of "
+                f"{MAX_INTERACTIONS:,} (about {MAX_INTERACTIONS * 100 // 2**30} GiB of memory): "
+                f"lower --num-users or --mean-length"
+            )
 
     def domain_names(self) -> list[str]:
         n_sparse = self.num_domains - self.dense_domains

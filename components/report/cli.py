@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from components.clitools import HelpFormatter, run_cli
+from components.clitools import HelpFormatter, add_output_arguments, run_cli
 from components.errors import ConfigError
 
 EXAMPLES = """examples:
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         "gives several runs (e.g. training seeds) of one variant, averaged per user",
     )  # fmt: skip
     parser.add_argument("--baseline", default="none", help="the NAME the others are compared to")
-    parser.add_argument("--output", required=True, help="output dir (replaced atomically)")
+    add_output_arguments(parser)
     parser.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--k", type=int, default=10, help="cut-off K of Recall@K / NDCG@K")
@@ -77,6 +77,7 @@ def _run(args: argparse.Namespace) -> None:
         seed=args.seed,
         k=args.k,
         min_users=args.min_users,
+        overwrite=args.overwrite,
     )
     print("\n".join(summary["findings"]) or f"wrote {args.output} (baseline only)")
     print(json.dumps({"output_dir": summary["output_dir"], "variants": summary["variants"]}))

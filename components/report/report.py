@@ -42,6 +42,7 @@ from components.evaluate.metrics import (
 )
 from components.io import (
     atomic_dir,
+    check_output,
     write_json_atomic,
     write_parquet_atomic,
     write_text_atomic,
@@ -130,9 +131,14 @@ def load_eval(name: str, path: str | Path) -> EvalRun:
     return EvalRun(name, root, metrics, per_user, _read_jsonl(root / "train_log.jsonl"), history)
 
 
+def variant_dirs(dirs: str | list[str]) -> list[str]:
+    """One eval dir, a list of them, or a comma-separated string of them → the list."""
+    return list(dirs) if isinstance(dirs, list | tuple) else [d for d in str(dirs).split(",") if d]
+
+
 def load_variant(name: str, dirs: str | list[str]) -> Variant:
     """``dirs``: one eval dir, a list of them, or a comma-separated string of them."""
-    paths = dirs if isinstance(dirs, list | tuple) else [d for d in str(dirs).split(",") if d]
+    paths = variant_dirs(dirs)
     if not paths:
         raise ConfigError(f"--eval {name}: no eval dir given")
     return Variant(name, [load_eval(name, path) for path in paths])
@@ -564,8 +570,13 @@ def report(
     seed: int = 0,
     k: int = 10,
     min_users: int = MIN_USERS,
+    *,
+    overwrite: bool = False,
 ) -> dict:
     """Compare eval dirs ``{variant name: dir(s)}`` against ``baseline``; write the report dir.
+
+    ``output_dir`` may replace only a previous report output unless ``overwrite``, and never one
+    of the eval dirs (checked before anything is read; components.io).
 
     Several dirs for one name (a list or "d1,d2") are runs of that variant (e.g. seeds): each
     user's metric is averaged over them before the paired bootstrap.
@@ -581,6 +592,9 @@ def report(
     if min_users < 1:
         raise ConfigError(f"--min-users: must be >= 1, got {min_users}")
     names = [baseline, *[n for n in evals if n != baseline]]
+    inputs = [path for name in names for path in variant_dirs(evals[name])]
+    output = {"step": "report", "inputs": inputs, "overwrite": overwrite}
+    check_output(output_dir, **output)
     runs = [load_variant(name, evals[name]) for name in names]
     check_comparable([run for variant in runs for run in variant.runs])
     base = runs[0]
@@ -590,6 +604,7 @@ def report(
         shares={d["domain"]: d.get("p_d") or 0.0 for d in domain_info},
         power_thresholds=[float(t) for t in base.metrics.get("power_thresholds", [])],
         power_users=pa.table({}),
+        unlabelled=[d["domain"] for d in domain_info if d.get("unlabelled")],
     )
     metrics = [f"ndcg@{k}", f"recall@{k}"]
     rows = comparison_rows(runs, base, stats, metrics, bootstrap, seed, min_users)
@@ -658,7 +673,7 @@ def report(
             for run in runs[1:]
         },
     }
-    with atomic_dir(output_dir) as staging:
+    with atomic_dir(output_dir, **output) as staging:
         write_parquet_atomic(
             pa.Table.from_pylist(rows, schema=COMPARISON_SCHEMA), staging / COMPARISON_FILE
         )

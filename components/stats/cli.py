@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from components.clitools import HelpFormatter, run_cli
+from components.clitools import HelpFormatter, add_output_arguments, run_cli
 from components.stats import weighting as W
 
 EXAMPLES = f"""outputs (in --output, replaced atomically):
   domain_stats.parquet  one row per domain, sparsest first: n_d u_d i_d p_d idf_d user_ratio
                         entropy power_users_<θ> weight_fixed weight_inverse weight_composite
-                        weight_dynamic_target no_train_interactions
+                        weight_dynamic_target no_train_interactions unlabelled
   power_users.parquet   (user_idx, domain, share) for every share >= min(--power-threshold)
   weights.json          versioned parameters + per-domain targets, read by the train step
   report.md/.html       table sparsest -> densest and a bar chart of shares and weights
@@ -18,6 +18,11 @@ EXAMPLES = f"""outputs (in --output, replaced atomically):
 --fixed-domains default: the domains whose train share is below
 {W.FIXED_DEFAULT_SHARE_FRACTION:g} x 1/|D| (the clearly sparse ones), else the sparsest domain;
 recorded in weights.json params.fixed_domains.
+
+Unlabelled domains ({", ".join(W.UNLABELLED_DOMAINS)}: items without a known domain) are not
+a niche to boost: weight 1 under every scheme, left out of every target's normalisation and of
+the default fixed set, listed as their own cohort; --boost-unlabelled weights them like any
+domain. Recorded in weights.json params.unlabelled_domains (the train step applies the same).
 
 examples:
   python -m components.stats --dataset out/ml100k --output out/ml100k-stats
@@ -41,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ingest output dir (items.parquet, interactions.parquet, "
         "manifest.json); local path or gs:// URI",
     )
-    parser.add_argument("--output", required=True, help="output directory")
+    add_output_arguments(parser)
     parser.add_argument(
         "--power-threshold",
         type=float,
@@ -85,6 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=p["agg"],
         help="per-example weight over an item's domains (recorded for train)",
     )
+    unlabelled = parser.add_argument_group("unlabelled domains (items without a known domain)")
+    unlabelled.add_argument(
+        "--unlabelled-domains",
+        nargs="+",
+        default=list(W.UNLABELLED_DOMAINS),
+        metavar="DOMAIN",
+        help="domain names meaning 'no domain known': weight 1, out of every target",
+    )
+    unlabelled.add_argument(
+        "--boost-unlabelled",
+        action="store_true",
+        help="weight the unlabelled domains like any other domain",
+    )
     return parser
 
 
@@ -105,6 +123,9 @@ def _run(args: argparse.Namespace) -> None:
         lambdas=args.lambdas,
         alpha=args.alpha,
         agg=args.agg,
+        unlabelled_domains=args.unlabelled_domains,
+        boost_unlabelled=args.boost_unlabelled,
+        overwrite=args.overwrite,
     )
     print(
         f"wrote {summary['output']}: {summary['n_domains']} domains, "
@@ -115,6 +136,11 @@ def _run(args: argparse.Namespace) -> None:
         + (
             f"\nno train interactions (weight 1): {', '.join(summary['zero_train_domains'])}"
             if summary["zero_train_domains"]
+            else ""
+        )
+        + (
+            f"\nunlabelled (weight 1, not boosted): {', '.join(summary['unlabelled_domains'])}"
+            if summary["unlabelled_domains"]
             else ""
         )
     )

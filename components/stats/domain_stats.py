@@ -7,6 +7,8 @@ rows: an interaction counts once in each distinct domain of its item (multi-labe
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pyarrow.compute as pc
 
 from components.download import localize
 from components.errors import ConfigError, InputError
-from components.io import atomic_dir, write_json_atomic, write_parquet_atomic
+from components.io import atomic_dir, check_output, write_json_atomic, write_parquet_atomic
 from components.schema import NO_DOMAIN, dataset_fingerprint, load_dataset
 from components.stats import weighting as W
 
@@ -49,14 +51,34 @@ class StatsConfig:
     lambdas: tuple[float, float, float] = (0.6, 0.3, 0.1)
     alpha: float = 0.5
     agg: str = "mean"
+    # names meaning "no domain known": weight 1 under every scheme, out of every target and of
+    # the default fixed set, unless boost_unlabelled (then they are ordinary domains)
+    unlabelled_domains: tuple[str, ...] = W.UNLABELLED_DOMAINS
+    boost_unlabelled: bool = False
 
     def validate(self) -> None:
-        if not self.power_thresholds:
+        """ConfigError naming the option and what is allowed; run before any data is read."""
+        thresholds = _numbers("--power-threshold", self.power_thresholds)
+        if not thresholds:
             raise ConfigError("--power-threshold: give at least one threshold")
-        bad = [t for t in self.power_thresholds if not 0 < t <= 1]
+        bad = [t for t in thresholds if not 0 < t <= 1]
         if bad:
             raise ConfigError(f"--power-threshold: values must be in (0, 1], got {bad}")
-        W.check_bounds(self.w_min, self.w_max)
+        for option, value in (
+            ("--fixed-weight", self.fixed_weight),
+            ("--gamma", self.gamma),
+            ("--w-min", self.w_min),
+            ("--w-max", self.w_max),
+            ("--beta", self.beta),
+            ("--alpha", self.alpha),
+        ):
+            _finite(option, value)
+        if not self.w_min > 0:
+            raise ConfigError(f"--w-min: must be > 0, got {self.w_min}")
+        if not self.w_min <= self.w_max:
+            raise ConfigError(
+                f"--w-min/--w-max: need --w-min <= --w-max, got {self.w_min} > {self.w_max}"
+            )
         if self.gamma < 0:
             raise ConfigError(f"--gamma: must be >= 0, got {self.gamma}")
         if not self.fixed_weight > 0:
@@ -67,10 +89,90 @@ class StatsConfig:
             raise ConfigError(f"--target: {self.target!r} is not one of {list(W.TARGETS)}")
         if self.agg not in W.AGGS:
             raise ConfigError(f"--agg: {self.agg!r} is not one of {list(W.AGGS)}")
-        if len(self.lambdas) != 3 or min(self.lambdas) < 0 or sum(self.lambdas) <= 0:
-            raise ConfigError(f"--lambdas: need 3 values >= 0, positive sum; got {self.lambdas}")
+        lambdas = _numbers("--lambdas", self.lambdas)
+        if len(lambdas) != 3 or min(lambdas) < 0 or sum(lambdas) <= 0:
+            raise ConfigError(
+                f"--lambdas: need 3 finite values >= 0 with a positive sum; got {list(lambdas)}"
+            )
         if self.alpha < 0:
             raise ConfigError(f"--alpha: must be >= 0, got {self.alpha}")
+        if self.fixed_domains is not None and (
+            isinstance(self.fixed_domains, str)
+            or not all(isinstance(d, str) and d for d in self.fixed_domains)
+        ):
+            raise ConfigError(f"--fixed-domains: expected domain names, got {self.fixed_domains}")
+        if isinstance(self.unlabelled_domains, str) or not all(
+            isinstance(d, str) and d for d in self.unlabelled_domains
+        ):
+            raise ConfigError(
+                f"--unlabelled-domains: expected domain names, got {self.unlabelled_domains!r}"
+            )
+        if not isinstance(self.boost_unlabelled, bool):
+            raise ConfigError(
+                f"--boost-unlabelled: expected true or false, got {self.boost_unlabelled!r}"
+            )
+
+    def unlabelled_in(self, domains: list[str]) -> list[str]:
+        """The domains of this dataset held at weight 1 as unlabelled (none if boosting them)."""
+        if self.boost_unlabelled:
+            return []
+        names = set(self.unlabelled_domains)
+        return [d for d in domains if d in names]
+
+
+def _finite(option: str, value) -> float:
+    """``value`` as a float; ConfigError naming ``option`` if it is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{option}: expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{option}: must be a finite number, got {value}")
+    return float(value)
+
+
+def _numbers(option: str, values) -> tuple[float, ...]:
+    if isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
+        raise ConfigError(f"{option}: expected a list of numbers, got {values!r}")
+    return tuple(_finite(option, v) for v in values)
+
+
+def stats_config(
+    power_thresholds=(0.5, 0.2),
+    fixed_domains=None,
+    fixed_weight: float = 2.0,
+    gamma: float = 0.5,
+    w_min: float = 0.5,
+    w_max: float = 5.0,
+    beta: float = 0.9,
+    target: str = "inverse",
+    lambdas=(0.6, 0.3, 0.1),
+    alpha: float = 0.5,
+    agg: str = "mean",
+    unlabelled_domains=W.UNLABELLED_DOMAINS,
+    boost_unlabelled: bool = False,
+) -> StatsConfig:
+    """compute_stats' options → a validated StatsConfig (the pipeline's pre-run check uses it)."""
+    config = StatsConfig(
+        power_thresholds=_numbers("--power-threshold", power_thresholds),
+        fixed_domains=fixed_domains,
+        fixed_weight=fixed_weight,
+        gamma=gamma,
+        w_min=w_min,
+        w_max=w_max,
+        beta=beta,
+        target=target,
+        lambdas=_numbers("--lambdas", lambdas),
+        alpha=alpha,
+        agg=agg,
+        unlabelled_domains=unlabelled_domains,
+        boost_unlabelled=boost_unlabelled,
+    )
+    config.validate()
+    config.power_thresholds = tuple(sorted(set(config.power_thresholds), reverse=True))
+    config.fixed_domains = list(fixed_domains) if fixed_domains else None
+    config.unlabelled_domains = tuple(unlabelled_domains)
+    for name in ("fixed_weight", "gamma", "w_min", "w_max", "beta", "alpha"):
+        setattr(config, name, float(getattr(config, name)))
+    return config
 
 
 def _item_domain_pairs(items: pa.Table, domain_names: list[str]) -> pa.Table:
@@ -170,16 +272,23 @@ def domain_statistics(dataset, power_thresholds=(0.5, 0.2)) -> tuple[dict, pa.Ta
 
 
 def scheme_targets(stats: dict, config: StatsConfig) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Target weights of every scheme (aligned with stats['domains']) and the fixed domains."""
+    """Target weights of every scheme (aligned with stats['domains']) and the fixed domains.
+
+    Unlabelled domains (``config.unlabelled_in``) get 1.0 from every target and are left out of
+    the others' normalisation and of the default fixed set; named --fixed-domains are honoured.
+    """
     domains, n = stats["domains"], stats["n"]
+    unlabelled = config.unlabelled_in(domains)
     if config.fixed_domains:
         fixed_domains = sorted(dict.fromkeys(config.fixed_domains))
     else:
-        fixed_domains = W.default_fixed_domains(domains, n)
-    active = n > 0
+        fixed_domains = W.default_fixed_domains(domains, n, unlabelled)
+    active = W.weightable(domains, n, unlabelled)
     targets = {
         "fixed": W.fixed_weights(domains, fixed_domains, config.fixed_weight),
-        "inverse": W.inverse_weights(stats["share"], config.gamma, config.w_min, config.w_max),
+        "inverse": W.inverse_weights(
+            stats["share"], config.gamma, config.w_min, config.w_max, active=active
+        ),
         "composite": W.composite_weights(
             stats["idf"],
             stats["user_ratio"],
@@ -203,7 +312,9 @@ def sparsity_order(stats: dict) -> np.ndarray:
     )
 
 
-def _stats_table(stats: dict, targets: dict, order: np.ndarray, thresholds) -> pa.Table:
+def _stats_table(
+    stats: dict, targets: dict, order: np.ndarray, thresholds, unlabelled=()
+) -> pa.Table:
     def column(values, dtype):
         values = np.asarray(values)[order]
         if dtype == pa.float64():
@@ -227,6 +338,8 @@ def _stats_table(stats: dict, targets: dict, order: np.ndarray, thresholds) -> p
         name = "weight_dynamic_target" if scheme == "dynamic" else f"weight_{scheme}"
         columns[name] = column(targets[scheme], pa.float64())
     columns["no_train_interactions"] = pa.array(stats["n"][order] == 0, pa.bool_())
+    skip = set(unlabelled)
+    columns["unlabelled"] = pa.array([stats["domains"][k] in skip for k in order], pa.bool_())
     return pa.table(columns)
 
 
@@ -256,6 +369,10 @@ def _weights_document(dataset, stats, targets, order, config, fixed_domains, fix
         "lambdas": list(config.lambdas),
         "alpha": config.alpha,
         "agg": config.agg,
+        # the domains held at weight 1 as "no domain known" (train applies the same)
+        "unlabelled_domains": config.unlabelled_in(stats["domains"]),
+        "unlabelled_names": list(config.unlabelled_domains),
+        "boost_unlabelled": config.boost_unlabelled,
     }
     return {
         "version": W.WEIGHTS_VERSION,
@@ -300,25 +417,39 @@ def compute_stats(
     lambdas=(0.6, 0.3, 0.1),
     alpha: float = 0.5,
     agg: str = "mean",
+    unlabelled_domains=W.UNLABELLED_DOMAINS,
+    boost_unlabelled: bool = False,
+    *,
+    overwrite: bool = False,
 ) -> dict:
     """Run the stats step: read an ingest output, write domain_stats.parquet, power_users.parquet,
-    weights.json, report.md/.html (+ the chart PNG) into ``output_dir`` atomically."""
+    weights.json, report.md/.html (+ the chart PNG) into ``output_dir`` atomically.
+
+    ``unlabelled_domains``: names meaning "no domain known" (default ``(none)``, ``unknown``,
+    ``(no genres listed)``): weight 1 under every scheme, left out of the targets' normalisation
+    and the default fixed set, reported as their own cohort; ``boost_unlabelled=True`` treats
+    them as ordinary domains. What was decided is recorded in weights.json for the train step.
+    Every option is checked before the dataset is read, and ``output_dir`` too: it may replace
+    only a previous stats output unless ``overwrite``, never the dataset (components.io)."""
     from components.stats.report import write_reports
 
-    config = StatsConfig(
-        power_thresholds=tuple(sorted({float(t) for t in power_thresholds}, reverse=True)),
-        fixed_domains=list(fixed_domains) if fixed_domains else None,
-        fixed_weight=float(fixed_weight),
-        gamma=float(gamma),
-        w_min=float(w_min),
-        w_max=float(w_max),
-        beta=float(beta),
+    config = stats_config(
+        power_thresholds=power_thresholds,
+        fixed_domains=fixed_domains,
+        fixed_weight=fixed_weight,
+        gamma=gamma,
+        w_min=w_min,
+        w_max=w_max,
+        beta=beta,
         target=target,
-        lambdas=tuple(float(x) for x in lambdas),
-        alpha=float(alpha),
+        lambdas=lambdas,
+        alpha=alpha,
         agg=agg,
+        unlabelled_domains=unlabelled_domains,
+        boost_unlabelled=boost_unlabelled,
     )
-    config.validate()
+    output = {"step": "stats", "inputs": (dataset_dir,), "overwrite": overwrite}
+    check_output(output_dir, **output)
     dataset = load_dataset(localize(str(dataset_dir)))
     log.info(
         "stats: %s (%d items, %d interactions)",
@@ -329,15 +460,22 @@ def compute_stats(
     stats, power_users = domain_statistics(dataset, config.power_thresholds)
     targets, chosen_fixed = scheme_targets(stats, config)
     order = sparsity_order(stats)
-    table = _stats_table(stats, targets, order, config.power_thresholds)
+    unlabelled = config.unlabelled_in(stats["domains"])
+    table = _stats_table(stats, targets, order, config.power_thresholds, unlabelled)
     document = _weights_document(
         dataset, stats, targets, order, config, chosen_fixed, fixed_default=not config.fixed_domains
     )
     zero = document["zero_train_domains"]
     if zero:
         log.warning("stats: domain(s) %s have no train interactions: weight 1, excluded", zero)
+    if unlabelled:
+        log.info(
+            "stats: unlabelled domain(s) %s kept at weight 1 and out of every target "
+            "(--boost-unlabelled to weight them like any domain)",
+            unlabelled,
+        )
 
-    with atomic_dir(output_dir) as staging:
+    with atomic_dir(output_dir, **output) as staging:
         write_parquet_atomic(table, staging / DOMAIN_STATS_FILE)
         write_parquet_atomic(power_users, staging / POWER_USERS_FILE)
         write_json_atomic(staging / W.WEIGHTS_FILE, document)
@@ -348,10 +486,11 @@ def compute_stats(
         "n_domains": len(stats["domains"]),
         "n_train_interactions": stats["n_train_interactions"],
         "n_train_users": stats["n_train_users"],
-        "sparsest": document["domains"][:3],
-        "densest": document["domains"][-3:],
+        "sparsest": [d for d in document["domains"] if d not in unlabelled][:3],
+        "densest": [d for d in document["domains"] if d not in unlabelled][-3:],
         "fixed_domains": chosen_fixed,
         "zero_train_domains": zero,
+        "unlabelled_domains": unlabelled,
         "power_users": int(power_users.num_rows),
         "params": document["params"],
     }

@@ -4,6 +4,10 @@ The chart (matplotlib, Agg backend) shows each domain's share of train interacti
 target weight of each scheme, sparsest domain on top, so a reader sees at a glance which domains
 get boosted. The HTML embeds it as inline SVG (one self-contained file, a KFP HTML artifact);
 the Markdown links the PNG written beside it.
+
+Unlabelled domains (items without a known domain, e.g. ``(none)``; column ``unlabelled``) are a
+cohort of their own: marked in the chart, listed after the domains in the tables, and named in
+the summary with their size, since every scheme leaves them at weight 1.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ def render_chart(rows: list[dict]):
     import numpy as np
 
     rows, _ = _chart_rows(rows)
-    names = [r["domain"] for r in rows]
+    names = [r["domain"] + (" (unlabelled)" if r.get("unlabelled") else "") for r in rows]
     y = np.arange(len(rows))
     fig, (ax_share, ax_weight) = plt.subplots(
         1,
@@ -118,8 +122,41 @@ def _table_columns(table: pa.Table) -> list[tuple[str, str, str]]:
 def _cell(row: dict, column: str, spec: str) -> str:
     value = row[column]
     if column == "domain":
-        return str(value) + (" (no train data)" if row["no_train_interactions"] else "")
+        return (
+            str(value)
+            + (" (unlabelled)" if row.get("unlabelled") else "")
+            + (" (no train data)" if row["no_train_interactions"] else "")
+        )
     return _fmt(value, spec)
+
+
+def _split_rows(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(domains, unlabelled cohort), each in the table's order (sparsest first)."""
+    return [r for r in rows if not r.get("unlabelled")], [r for r in rows if r.get("unlabelled")]
+
+
+def _unlabelled_line(document: dict) -> str | None:
+    names = document["params"].get("unlabelled_domains") or []
+    if not names:
+        return None
+    stats = document["domain_stats"]
+
+    def count(n: int, noun: str) -> str:
+        return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+    parts = [
+        f"{d} ({count(stats[d]['items'], 'item')}, "
+        f"{count(stats[d]['n'], 'train interaction')}, p_d {_fmt(stats[d]['share'], '%')}, "
+        f"{count(stats[d]['users'], 'user')})"
+        for d in names
+        if d in stats
+    ]
+    return (
+        "Unlabelled (items without a known domain, reported as their own cohort): "
+        + "; ".join(parts)
+        + ". Weight 1 under every scheme, left out of every target's normalisation and of the "
+        "default fixed set (stats --boost-unlabelled to weight them like a domain)."
+    )
 
 
 def _summary_lines(document: dict, truncated: bool) -> list[str]:
@@ -134,6 +171,9 @@ def _summary_lines(document: dict, truncated: bool) -> list[str]:
         f"{', '.join(params['fixed_domains']) or 'no domain'}; {params['fixed_domains_rule']}). "
         f"dynamic moves from 1.0 toward the {params['target']} target (β={params['beta']:g}).",
     ]
+    unlabelled = _unlabelled_line(document)
+    if unlabelled:
+        lines.append(unlabelled)
     if document["zero_train_domains"]:
         lines.append(
             f"Domains without train interactions (weight 1, excluded from every target): "
@@ -161,8 +201,17 @@ def markdown_report(table: pa.Table, document: dict, chart_name: str = CHART_PNG
     ]
     lines.append("| " + " | ".join(h for _, h, _ in columns) + " |")
     lines.append("|" + "|".join("---" if c == "domain" else "---:" for c, _, _ in columns) + "|")
-    for row in rows:
+    domains, unlabelled = _split_rows(rows)
+    for row in domains:
         lines.append("| " + " | ".join(_cell(row, c, f) for c, _, f in columns) + " |")
+    if unlabelled:
+        lines += ["", "Unlabelled cohort (not a domain; weight 1 under every scheme):", ""]
+        lines.append("| " + " | ".join(h for _, h, _ in columns) + " |")
+        lines.append(
+            "|" + "|".join("---" if c == "domain" else "---:" for c, _, _ in columns) + "|"
+        )
+        for row in unlabelled:
+            lines.append("| " + " | ".join(_cell(row, c, f) for c, _, f in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -171,11 +220,23 @@ def html_report(table: pa.Table, document: dict, svg: str) -> str:
     columns = _table_columns(table)
     svg = svg[svg.index("<svg") :]  # drop the XML prolog: inline SVG inside HTML
     head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in columns)
-    body = "\n".join(
-        "<tr>"
-        + "".join(f"<td>{html.escape(_cell(row, c, f))}</td>" for c, _, f in columns)
-        + "</tr>"
-        for row in rows
+
+    def body_of(selected: list[dict]) -> str:
+        return "\n".join(
+            "<tr>"
+            + "".join(f"<td>{html.escape(_cell(row, c, f))}</td>" for c, _, f in columns)
+            + "</tr>"
+            for row in selected
+        )
+
+    domains, unlabelled = _split_rows(rows)
+    body = body_of(domains)
+    cohort = (
+        "<h2>Unlabelled cohort (not a domain; weight 1 under every scheme)</h2>\n"
+        f"<table><thead><tr>{head}</tr></thead>\n<tbody>\n{body_of(unlabelled)}\n"
+        "</tbody></table>\n"
+        if unlabelled
+        else ""
     )
     summary = "".join(
         f"<p>{html.escape(line)}</p>"
@@ -200,7 +261,7 @@ domain on top; dashed line = weight 1.</figcaption></figure>
 <tbody>
 {body}
 </tbody></table>
-</body></html>
+{cohort}</body></html>
 """
 
 

@@ -9,6 +9,10 @@ Importing this module never imports torch; torch is imported inside the methods 
 Conventions shared by every function here:
 - a domain with no train interactions (share 0 / count 0) is left out of every target computation
   (p̄, rescale, z-scores) and gets weight 1.0;
+- so is an *unlabelled* domain (``(none)``: items the source gave no domain, MovieLens'
+  ``unknown`` genre, ``(no genres listed)``) unless the stats step was told to boost it: it is
+  not a niche interest, only missing metadata (the stats step records the names it held at 1 in
+  weights.json ``params.unlabelled_domains``; the train step applies the same);
 - "interaction-weighted mean" = Σ_d n_d·w_d / Σ_d n_d, with n_d counted once per domain of an item.
 """
 
@@ -48,6 +52,11 @@ DEFAULT_PARAMS = {
 # Rule for ``fixed`` when no domains are named: domains whose share is below this fraction of the
 # uniform share 1/|D| (the clearly sparse ones); if none is, the single sparsest domain.
 FIXED_DEFAULT_SHARE_FRACTION = 0.5
+# Domain names that mean "no domain known" rather than a niche interest: the contract's "(none)"
+# (items a source gave no domain), MovieLens 100K's "unknown" genre and ML-20M/25M's
+# "(no genres listed)" (when a dataset carries it literally). Weight 1 under every scheme and
+# out of every target's normalisation by default (stats: --boost-unlabelled / --unlabelled-domains).
+UNLABELLED_DOMAINS = (NO_DOMAIN, "(no genres listed)", "unknown")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,6 +78,13 @@ def check_bounds(w_min: float, w_max: float) -> None:
         raise ConfigError(f"w_min/w_max: need 0 < w_min <= w_max < inf, got {w_min}, {w_max}")
 
 
+def weightable(domains: list[str], counts, unlabelled=()) -> np.ndarray:
+    """Boolean mask of the domains a sparsity target weighs: train interactions and labelled."""
+    skip = set(unlabelled)
+    labelled = np.array([d not in skip for d in domains], dtype=bool)
+    return (np.asarray(counts, dtype=np.float64) > 0) & labelled
+
+
 def rescale_to_mean_one(weights, counts) -> np.ndarray:
     """Scale ``weights`` so that the count-weighted mean Σ c·w / Σ c is exactly 1.
 
@@ -84,23 +100,34 @@ def rescale_to_mean_one(weights, counts) -> np.ndarray:
 
 
 def inverse_weights(
-    shares, gamma: float = 0.5, w_min: float = 0.5, w_max: float = 5.0, counts=None
+    shares,
+    gamma: float = 0.5,
+    w_min: float = 0.5,
+    w_max: float = 5.0,
+    counts=None,
+    active=None,
 ) -> np.ndarray:
     """Static inverse-frequency weights (SPEC §5), one per domain.
 
     w_d = clip((p̄ / p_d)^γ, w_min, w_max) with p̄ = 1/|D| over the domains with p_d > 0, then
     rescaled so that the interaction-weighted mean weight is 1 (weights of the mean: ``counts``,
     default ``shares``), then clipped again. Domains with p_d = 0 get 1.0.
+
+    ``active`` (bool mask) leaves further domains out (e.g. the unlabelled one): they get 1.0 and
+    the shares are renormalised over the rest, exactly as if those domains did not exist.
     """
     check_bounds(w_min, w_max)
-    if gamma < 0:
-        raise ConfigError(f"gamma: must be >= 0, got {gamma}")
+    if not gamma >= 0 or not math.isfinite(gamma):
+        raise ConfigError(f"gamma: must be a finite number >= 0, got {gamma}")
     shares = _as_float_array(shares, "shares")
     counts = shares if counts is None else _as_float_array(counts, "counts")
     weights = np.ones_like(shares)
-    active = shares > 0
+    positive = shares > 0
+    active = positive if active is None else positive & np.asarray(active, dtype=bool)
     if not active.any():
         return weights
+    if not np.array_equal(active, positive):  # some domains left out: shares over the rest
+        shares = np.where(active, shares / shares[active].sum(), 0.0)
     uniform = 1.0 / active.sum()
     weights[active] = np.clip((uniform / shares[active]) ** gamma, w_min, w_max)
     weights[active] = rescale_to_mean_one(weights[active], counts[active])
@@ -131,10 +158,17 @@ def composite_weights(
     """
     check_bounds(w_min, w_max)
     lambdas = np.asarray(lambdas, dtype=np.float64)
-    if lambdas.shape != (3,) or np.any(lambdas < 0) or lambdas.sum() <= 0:
-        raise ConfigError(f"lambdas: need three values >= 0 with a positive sum, got {lambdas}")
-    if alpha < 0:
-        raise ConfigError(f"alpha: must be >= 0, got {alpha}")
+    if (
+        lambdas.shape != (3,)
+        or not np.all(np.isfinite(lambdas))
+        or np.any(lambdas < 0)
+        or lambdas.sum() <= 0
+    ):
+        raise ConfigError(
+            f"lambdas: need three finite values >= 0 with a positive sum, got {lambdas}"
+        )
+    if not alpha >= 0 or not math.isfinite(alpha):
+        raise ConfigError(f"alpha: must be a finite number >= 0, got {alpha}")
     idf = np.asarray(idf, dtype=np.float64)
     user_ratio = np.asarray(user_ratio, dtype=np.float64)
     entropy = np.asarray(entropy, dtype=np.float64)
@@ -155,8 +189,8 @@ def composite_weights(
 
 def fixed_weights(domains: list[str], fixed_domains, fixed_weight: float = 2.0) -> np.ndarray:
     """PinnerFormerLite: ``fixed_weight`` on the named domains, 1.0 elsewhere."""
-    if not fixed_weight > 0:
-        raise ConfigError(f"fixed_weight: must be > 0, got {fixed_weight}")
+    if not fixed_weight > 0 or not math.isfinite(fixed_weight):
+        raise ConfigError(f"fixed_weight: must be a finite number > 0, got {fixed_weight}")
     unknown = sorted(set(fixed_domains) - set(domains))
     if unknown:
         raise ConfigError(
@@ -166,18 +200,19 @@ def fixed_weights(domains: list[str], fixed_domains, fixed_weight: float = 2.0) 
     return np.array([fixed_weight if d in chosen else 1.0 for d in domains], dtype=np.float64)
 
 
-def default_fixed_domains(domains: list[str], counts) -> list[str]:
+def default_fixed_domains(domains: list[str], counts, unlabelled=()) -> list[str]:
     """The documented default target set of ``fixed``: the clearly sparse domains.
 
     Domains whose train share is below ``FIXED_DEFAULT_SHARE_FRACTION`` × 1/|D| (|D| = domains
     with train interactions); if there is none, the single sparsest domain. Domains without
-    train interactions are never chosen.
+    train interactions and the ``unlabelled`` ones are never chosen (nor counted in |D| and the
+    shares).
     """
     counts = _as_float_array(counts, "counts")
-    active = np.flatnonzero(counts > 0)
+    active = np.flatnonzero(weightable(domains, counts, unlabelled))
     if len(active) == 0:
         return []
-    shares = counts / counts.sum()
+    shares = counts / counts[active].sum()
     threshold = FIXED_DEFAULT_SHARE_FRACTION / len(active)
     chosen = [domains[i] for i in active if shares[i] < threshold]
     if not chosen:
@@ -244,6 +279,11 @@ def validate_weights(weights: dict, source: str = WEIGHTS_FILE) -> dict:
         lacking = [k for k in _REQUIRED_STATS if k not in weights["domain_stats"][d]]
         if lacking:
             raise ConfigError(f"{source}: domain_stats[{d!r}] lacks {lacking}")
+    if not isinstance(weights["params"], dict):
+        raise ConfigError(f"{source}: 'params' must be a JSON object")
+    unlabelled = weights["params"].get("unlabelled_domains", [])
+    if not isinstance(unlabelled, list) or not all(isinstance(d, str) for d in unlabelled):
+        raise ConfigError(f"{source}: params.unlabelled_domains must be a list of domain names")
     return weights
 
 
@@ -336,6 +376,10 @@ class DomainWeighter:
         self.config = config
         self.domains: list[str] = list(weights["domains"])
         self.params = self._resolve_params(config, weights["params"])
+        # what the stats step held at weight 1 as "no domain known" (absent in older files: none)
+        self.unlabelled: list[str] = [
+            d for d in self.params.get("unlabelled_domains") or [] if d in self.domains
+        ]
         stats = weights["domain_stats"]
         self._stats_counts = np.array([weights["domain_counts"][d] for d in self.domains], float)
         self._user_ratio = np.array([stats[d]["user_ratio"] for d in self.domains], float)
@@ -395,8 +439,11 @@ class DomainWeighter:
         self._item_domain_codes = np.array([code[d] for ds in normalised for d in ds], np.int64)
         self.n_items = len(normalised) - 1
 
-    def _active(self) -> np.ndarray:
-        return self._stats_counts > 0
+    def _active(self, counts=None) -> np.ndarray:
+        """Domains a sparsity target weighs: train interactions (in ``counts``, default the
+        stats step's) and not unlabelled."""
+        counts = self._stats_counts if counts is None else counts
+        return weightable(self.domains, counts, self.unlabelled)
 
     def target_weights(self, counts=None) -> np.ndarray:
         """The scheme's target per domain; ``counts`` (running target counts) replace the
@@ -410,8 +457,11 @@ class DomainWeighter:
             return fixed_weights(self.domains, chosen, p["fixed_weight"])
         counts = self._stats_counts if counts is None else np.asarray(counts, float)
         target = "inverse" if scheme == "inverse" else p["target"]
+        active = self._active(counts)
         if target == "inverse":
-            return inverse_weights(counts / counts.sum(), p["gamma"], p["w_min"], p["w_max"])
+            return inverse_weights(
+                counts / counts.sum(), p["gamma"], p["w_min"], p["w_max"], active=active
+            )
         return composite_weights(
             idf_from_counts(counts),
             self._user_ratio,
@@ -420,7 +470,7 @@ class DomainWeighter:
             p["alpha"],
             p["w_min"],
             p["w_max"],
-            active=counts > 0,
+            active=active,
         )
 
     def _initial_weights(self) -> np.ndarray:
@@ -617,6 +667,7 @@ __all__ = [
     "DEFAULT_PARAMS",
     "SCHEMES",
     "TARGETS",
+    "UNLABELLED_DOMAINS",
     "WEIGHTS_FILE",
     "WEIGHTS_VERSION",
     "DomainWeighter",
@@ -631,4 +682,5 @@ __all__ = [
     "load_weights",
     "rescale_to_mean_one",
     "validate_weights",
+    "weightable",
 ]

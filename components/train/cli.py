@@ -9,7 +9,7 @@ import subprocess
 import sys
 from dataclasses import fields
 
-from components.clitools import HelpFormatter, run_cli
+from components.clitools import HelpFormatter, add_output_arguments, run_cli
 
 # Mirrors TrainConfig / ModelConfig defaults without importing torch (checked by a test).
 SCHEMES = ("none", "fixed", "inverse", "dynamic")
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--weights", help="stats step weights.json (or its dir); optional for --scheme none"
     )
-    parser.add_argument("--output", required=True, help="Model artifact dir")
+    add_output_arguments(parser, "Model artifact dir")
     parser.add_argument("--scheme", choices=SCHEMES, default="none", help="domain weighting")
     parser.add_argument("--loss", choices=LOSSES, default="ce", help="base loss")
     parser.add_argument(
@@ -159,7 +159,12 @@ def _run(args: argparse.Namespace) -> None:
     from components.train.trainer import train
 
     summary = train(
-        args.dataset, args.weights, args.output, resume=args.resume, **options_from_args(args)
+        args.dataset,
+        args.weights,
+        args.output,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        **options_from_args(args),
     )
     if summary["world_size"] == 1 or int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=2))

@@ -8,6 +8,7 @@ never a candidate). The batch loss is ``weighted_mean``: Σ ω·ℓ / N, so ω =
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from components.errors import ConfigError
 
 LOSSES = ("ce", "sampled", "bce", "gbce", "mml")
+NEGATIVE_LOSSES = ("sampled", "gbce", "mml")  # the losses that draw --negatives uniform items
 
 
 def weighted_mean(
@@ -181,10 +183,19 @@ class LossFunction:
     def __post_init__(self) -> None:
         if self.name not in LOSSES:
             raise ConfigError(f"--loss: unknown loss {self.name!r}; choose one of {list(LOSSES)}")
+        if isinstance(self.negatives, bool) or not isinstance(self.negatives, numbers.Integral):
+            raise ConfigError(f"--negatives: expected an integer, got {self.negatives!r}")
         if self.negatives < 1:
             raise ConfigError(f"--negatives must be >= 1, got {self.negatives}")
-        if self.temperature <= 0:
-            raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
+        if self.name in NEGATIVE_LOSSES and self.negatives > self.n_items:
+            # drawn uniformly from the catalogue: more than it holds is a typo, not a setting
+            # (and a huge R or k would only fail later, allocating the negatives)
+            raise ConfigError(
+                f"--negatives {self.negatives}: more than the catalogue's {self.n_items} items; "
+                f"--loss {self.name} draws its negatives from them: use 1..{self.n_items}"
+            )
+        if not math.isfinite(self.temperature) or not self.temperature > 0:
+            raise ConfigError(f"--temperature must be a finite number > 0, got {self.temperature}")
         if not 0.0 <= self.gbce_t <= 1.0:
             raise ConfigError(f"--gbce-t must be in [0, 1], got {self.gbce_t}")
         if len(self.mml_margins) != len(self.mml_weights):

@@ -19,9 +19,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from components.errors import ConfigError, InputError
+from components.io import sha256_file
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
+MODEL_SHA256_KEY = "model_sha256"  # in config.json: the sha256 of model.pt as written
+
+
+def load_torch_file(path: str | Path, map_location="cpu"):
+    """``torch.load(path, weights_only=True)``; an empty, truncated or corrupt file, or one that
+    holds anything but tensors and plain values, is an InputError (one line, no torch advice)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: no such file") from exc
+    except Exception as exc:  # EOFError, RuntimeError (zip), UnpicklingError (weights-only), …
+        if type(exc).__name__ == "UnpicklingError" and "Weights only" in str(exc):
+            why = "it holds objects other than tensors and plain values"
+        elif isinstance(exc, EOFError):
+            why = "the file is empty or truncated"
+        else:
+            why = f"the file is truncated or corrupt ({type(exc).__name__})"
+        raise InputError(f"{path}: not a valid dwlrec checkpoint: {why}") from None
 
 
 @dataclass
@@ -167,10 +186,18 @@ def load_model(model_dir: str | Path, device: str = "cpu") -> tuple[SeqRecModel,
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise InputError(f"{model_dir / CONFIG_FILE}: unreadable model config ({exc})") from exc
     model = SeqRecModel(model_cfg)
-    state = torch.load(model_dir / MODEL_FILE, map_location=device, weights_only=True)
+    expected = config.get(MODEL_SHA256_KEY)
+    if expected is not None and sha256_file(model_dir / MODEL_FILE) != expected:
+        raise InputError(
+            f"{model_dir / MODEL_FILE}: not a valid dwlrec checkpoint: its sha256 differs from "
+            f"the one in {CONFIG_FILE} (the file is corrupt or was replaced)"
+        )
+    state = load_torch_file(model_dir / MODEL_FILE, map_location=device)
     try:
+        if not isinstance(state, dict):
+            raise TypeError(f"a {type(state).__name__}, not a state dict")
         model.load_state_dict(state)
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError) as exc:
         raise InputError(f"{model_dir / MODEL_FILE}: does not match config.json ({exc})") from exc
     return model.to(device).eval(), config
 

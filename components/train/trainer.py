@@ -9,7 +9,13 @@ step's weights.json and writes the Model artifact dir:
     train_log.jsonl        one JSON line per epoch
     checkpoints/last.pt    model, optimiser, scheduler, gradient scaler, RNG and weighter state:
                            for --resume
-    checkpoints/best.pt    the best model's state dict so far
+    checkpoints/best.pt    the best model's state dict so far ({"model": state dict})
+
+Both checkpoints carry a ``checksum`` of their content, verified when they are read (a corrupt
+file is refused, never resumed from); config.json records the sha256 of model.pt. A fresh run
+trains in a staging directory that replaces ``output_dir`` only on success (``atomic_dir``: a
+failed run leaves the previous model as it was); ``resume=True`` trains in place, so that a
+killed run continues from its checkpoints.
 
 Precision follows the device (``autocast_dtype``): bf16 autocast on CUDA devices of compute
 capability >= 8.0, fp16 autocast with a gradient scaler on older ones (T4, V100), float32 on CPU.
@@ -35,7 +41,17 @@ from tqdm import tqdm
 
 from components.errors import ConfigError, DwlrecError, InputError
 from components.evaluate.metrics import ndcg_at_k, ranks_from_embeddings, recall_at_k, user_states
-from components.io import atomic_file, library_versions, write_json_atomic, write_text_atomic
+from components.io import (
+    atomic_dir,
+    atomic_file,
+    check_output,
+    library_versions,
+    read_output_marker,
+    sha256_file,
+    write_json_atomic,
+    write_output_marker,
+    write_text_atomic,
+)
 from components.schema import dataset_fingerprint, load_dataset
 from components.sequences import UserSequences
 from components.stats.weighting import (
@@ -47,7 +63,14 @@ from components.stats.weighting import (
 )
 from components.train.data import TrainWindows, epoch_batches, shard, trim_left_padding
 from components.train.losses import LOSSES, LossFunction, train_item_probs, weighted_mean
-from components.train.model import CONFIG_FILE, MODEL_FILE, ModelConfig, SeqRecModel
+from components.train.model import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    MODEL_SHA256_KEY,
+    ModelConfig,
+    SeqRecModel,
+    load_torch_file,
+)
 
 log = logging.getLogger("dwlrec.train")
 
@@ -105,36 +128,69 @@ class TrainConfig:
     progress: bool = True  # tqdm progress bar on rank 0
 
     def validate(self) -> None:
-        if self.scheme not in SCHEMES:
-            raise ConfigError(
-                f"--scheme: unknown scheme {self.scheme!r}; choose one of {list(SCHEMES)}"
-            )
-        if self.loss not in LOSSES:
-            raise ConfigError(f"--loss: unknown loss {self.loss!r}; choose one of {list(LOSSES)}")
-        if self.device not in DEVICES:
-            raise ConfigError(f"--device: {self.device!r} is not one of {list(DEVICES)}")
-        if self.decay not in DECAYS:
-            raise ConfigError(f"--decay: {self.decay!r} is not one of {list(DECAYS)}")
-        positive = {
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "val_batch_size": self.val_batch_size,
-        }
-        for name, value in positive.items():
-            if not value > 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {value}")
-        for name in (
-            "warmup_steps",
-            "grad_clip",
-            "patience",
-            "threads",
-            "weight_decay",
-            "length_buckets",
-            "stop_after_epochs",
+        """ConfigError naming the option and what is allowed; runs before anything is read
+        (and in the pipeline's pre-run check). --negatives above the catalogue size is checked
+        by LossFunction once the dataset is known, still before training."""
+        import numbers
+
+        from components.stats.weighting import AGGS
+
+        def option(name: str) -> str:
+            return f"--{name.replace('_', '-')}"
+
+        for name, allowed in (
+            ("scheme", SCHEMES),
+            ("loss", LOSSES),
+            ("device", DEVICES),
+            ("decay", DECAYS),
+            ("agg", AGGS),
         ):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0")
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(
+                    f"{option(name)}: unknown {name} {value!r}; choose one of {list(allowed)}"
+                )
+        # integers: name → smallest allowed value
+        for name, low in (
+            ("epochs", 1),
+            ("batch_size", 1),
+            ("val_batch_size", 1),
+            ("negatives", 1),
+            ("warmup_steps", 0),
+            ("patience", 0),
+            ("seed", 0),
+            ("update_every_steps", 0),
+            ("threads", 0),
+            ("length_buckets", 0),
+            ("stop_after_epochs", 0),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ConfigError(f"{option(name)}: expected an integer, got {value!r}")
+            if value < low:
+                raise ConfigError(f"{option(name)} must be >= {low}, got {value}")
+        # real numbers: name → (test, what is allowed); NaN and inf fail every test
+        reals = {
+            "lr": (lambda v: v > 0, "> 0"),
+            "weight_decay": (lambda v: v >= 0, ">= 0"),
+            "grad_clip": (lambda v: v >= 0, ">= 0 (0 = off)"),
+            "temperature": (lambda v: v > 0, "> 0"),
+            "gbce_t": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+            "beta": (lambda v: 0 <= v < 1, "in [0, 1)"),
+        }
+        for name, (ok, allowed) in reals.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ConfigError(f"{option(name)}: expected a number, got {value!r}")
+            if not math.isfinite(value) or not ok(value):
+                raise ConfigError(
+                    f"{option(name)} must be {allowed} (a finite number), got {value}"
+                )
+        for name in ("compile", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"{option(name)}: expected true or false, got {getattr(self, name)!r}"
+                )
 
 
 def split_options(options: dict) -> tuple[TrainConfig, dict]:
@@ -280,6 +336,60 @@ def _save(obj, path: Path) -> None:
         torch.save(obj, handle)
 
 
+def _digest(obj, digest) -> None:
+    """Feed a canonical encoding of ``obj`` (tensors, dicts, lists, plain values) to ``digest``."""
+    if isinstance(obj, torch.Tensor):
+        tensor = obj.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{tensor.dtype}{tuple(obj.shape)};".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, np.ndarray):
+        digest.update(f"A{obj.dtype}{obj.shape};".encode())
+        digest.update(np.ascontiguousarray(obj).tobytes())
+    elif isinstance(obj, dict):
+        digest.update(f"D{len(obj)};".encode())
+        for key in sorted(obj, key=repr):
+            digest.update(f"{key!r}:".encode())
+            _digest(obj[key], digest)
+    elif isinstance(obj, list | tuple):
+        digest.update(f"L{len(obj)};".encode())
+        for item in obj:
+            _digest(item, digest)
+    else:
+        digest.update(f"{type(obj).__name__}:{obj!r};".encode())
+
+
+def checkpoint_checksum(payload: dict) -> str:
+    """sha256 of a checkpoint's content (every key but ``checksum``), independent of devices."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    _digest({k: v for k, v in payload.items() if k != "checksum"}, digest)
+    return digest.hexdigest()
+
+
+def save_checkpoint(payload: dict, path: Path) -> None:
+    """Write a checkpoint dict with its ``checksum`` (atomically)."""
+    _save({**payload, "checksum": checkpoint_checksum(payload)}, path)
+
+
+def load_checkpoint(path: Path, keys=()) -> dict:
+    """Read a checkpoint written by ``save_checkpoint``; anything else (corrupt, truncated,
+    empty, a wrong checksum, missing ``keys``) is an InputError naming the file."""
+    payload = load_torch_file(path)
+    how = "delete it (or run without --resume) to start over"
+    if not isinstance(payload, dict) or "checksum" not in payload:
+        raise InputError(f"{path}: not a valid dwlrec checkpoint (no checksum); {how}")
+    if payload["checksum"] != checkpoint_checksum(payload):
+        raise InputError(
+            f"{path}: not a valid dwlrec checkpoint: its content does not match its checksum "
+            f"(the file is corrupt); {how}"
+        )
+    missing = [key for key in keys if key not in payload]
+    if missing:
+        raise InputError(f"{path}: not a valid dwlrec checkpoint (missing {missing}); {how}")
+    return payload
+
+
 def _rng_state() -> dict:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -408,13 +518,42 @@ def train_step(
 # ---- the entry point ----
 
 
-def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **options) -> dict:
+def _is_main_rank() -> bool:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def train(
+    dataset_dir,
+    weights_path,
+    output_dir,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    **options,
+) -> dict:
     """Train one variant and write the Model artifact dir (see the module docstring).
 
     ``options``: any TrainConfig field (scheme, loss, epochs, batch_size, lr, …, device) and any
     ModelConfig field but n_items (max_len, d_model, n_blocks, n_heads, dropout, ff_mult).
     ``weights_path`` may be None for scheme 'none'. Returns a summary dict.
+
+    ``output_dir`` may replace (fresh run) or be trained in (``resume``) only when it is new,
+    empty or a previous train output, unless ``overwrite``; never an input (components.io).
+    A fresh run writes it only on success.
     """
+    output = {"step": "train", "inputs": (dataset_dir, weights_path), "overwrite": overwrite}
+    check_output(output_dir, in_place=resume, **output)  # every process, before any work
+    if resume or not _is_main_rank():  # in place; only rank 0 writes files
+        return _train(dataset_dir, weights_path, Path(output_dir), resume=resume, **options)
+    with atomic_dir(output_dir, **output) as staging:
+        summary = _train(dataset_dir, weights_path, staging, resume=False, **options)
+    return {**summary, "output": str(output_dir)}
+
+
+def _train(dataset_dir, weights_path, out: Path, *, resume: bool, **options) -> dict:
+    """Train into ``out`` (a staging directory, or the output itself when resuming)."""
     cfg, model_options = split_options(options)
     device = resolve_device(cfg.device, local_rank())  # fails fast: nothing read or written yet
     proc = init_process(device)
@@ -471,7 +610,6 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
     )
     torch.manual_seed(cfg.seed + 1000 * proc.rank)  # per-process stream: dropout, negatives
 
-    out = Path(output_dir)
     ckpt_dir = out / CHECKPOINT_DIR
     identity = _run_identity(cfg, model_cfg, fingerprint, weights and weights.get("dataset"))
     state = {
@@ -485,7 +623,9 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
     }
     last_path = ckpt_dir / LAST_CHECKPOINT
     if resume and last_path.exists():
-        ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
+        ckpt = load_checkpoint(
+            last_path, ("identity", "model", "optimizer", "scheduler", "weighter", "rng", "state")
+        )
         _check_resumable(ckpt["identity"], identity, last_path)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -497,6 +637,8 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
         if len(ckpt["rng"]) == proc.world_size:
             _set_rng_state(ckpt["rng"][proc.rank])
         state = ckpt["state"]
+        if state["best_epoch"]:  # read at the end: a corrupt one fails now, not after training
+            load_checkpoint(ckpt_dir / BEST_CHECKPOINT, ("model",))
         if proc.is_main:
             log.info("resuming from %s after epoch %d", last_path, state["epoch"])
     elif resume and proc.is_main:
@@ -506,6 +648,9 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
             (out / name).unlink(missing_ok=True)  # never mix a new run with an old one's files
         for name in (LAST_CHECKPOINT, BEST_CHECKPOINT):
             (ckpt_dir / name).unlink(missing_ok=True)
+    if resume and proc.is_main and (read_output_marker(out) or {}).get("step") != "train":
+        out.mkdir(parents=True, exist_ok=True)  # in place: a train output even if killed
+        write_output_marker(out, "train", complete=False)
 
     if cfg.compile:
         compiled = torch.compile(model)
@@ -598,8 +743,8 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
             log.info("%s", json.dumps(record))
             write_text_atomic(out / LOG_FILE, "".join(json.dumps(r) + "\n" for r in state["log"]))
             if improved:
-                _save(best_state, ckpt_dir / BEST_CHECKPOINT)
-            _save(
+                save_checkpoint({"model": best_state}, ckpt_dir / BEST_CHECKPOINT)
+            save_checkpoint(
                 {
                     "identity": identity,
                     "model": model.state_dict(),
@@ -629,9 +774,7 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
     }
     if proc.is_main:
         if best_state is None:  # the best epoch was before this invocation (resume)
-            best_state = torch.load(
-                ckpt_dir / BEST_CHECKPOINT, map_location="cpu", weights_only=True
-            )
+            best_state = load_checkpoint(ckpt_dir / BEST_CHECKPOINT, ("model",))["model"]
         _save(best_state, out / MODEL_FILE)
         write_json_atomic(out / HISTORY_FILE, weighter.history if weighter is not None else [])
         write_json_atomic(
@@ -653,8 +796,11 @@ def train(dataset_dir, weights_path, output_dir, *, resume: bool = False, **opti
                 "device": str(device),
                 "precision": precision_name(amp_dtype),
                 "library_versions": library_versions(),
+                MODEL_SHA256_KEY: sha256_file(out / MODEL_FILE),
             },
         )
+        if resume:
+            write_output_marker(out, "train")
     if proc.world_size > 1:
         dist.barrier()
     return summary

@@ -84,6 +84,7 @@ def read(path: Path, options: dict) -> RawData:
         bad_rows=bad.count,
         bad_examples=bad.examples,
         source_files=[reviews.name] + ([meta.name] if meta else []),
+        items_source=meta.name if meta else None,
     )
 
 
@@ -210,7 +211,11 @@ def _read_ratings_csv(ref: FileRef, bad: BadRows) -> tuple[pa.Table, int]:
         data.table = data.table.rename_columns(order + ["rating", "timestamp"])
         ms = False
     table = to_numeric(
-        data, ref, bad, {"rating": (pa.float64(), False), "timestamp": (pa.int64(), True)}
+        data,
+        ref,
+        bad,
+        {"rating": (pa.float64(), False), "timestamp": (pa.int64(), True)},
+        nonempty=("user_id", "item_id"),
     )
     if ms:
         table = table.set_column(
@@ -301,7 +306,9 @@ def _read_literal_meta(ref: FileRef, bad: BadRows) -> tuple[list[str], list[list
             except (ValueError, SyntaxError, TypeError, KeyError):
                 bad.add(ref.name, number, f"not a metadata record: {text[:60]!r}")
                 continue
-            paths.append([[str(c) for c in p] for p in found if isinstance(p, list)])
+            paths.append(
+                [[None if c is None else str(c) for c in p] for p in found if isinstance(p, list)]
+            )
     return item_ids, paths
 
 
@@ -314,5 +321,8 @@ def _is_json(ref: FileRef) -> bool:
 
 
 def _at_depth(paths: list[list[str]], depth: int) -> list[str]:
-    found = [path[depth].strip() for path in paths if len(path) > depth and path[depth]]
+    # a null path or a null inside a path (JSON null) is no category
+    found = [
+        str(path[depth]).strip() for path in paths if path and len(path) > depth and path[depth]
+    ]
     return list(dict.fromkeys(d for d in found if d))

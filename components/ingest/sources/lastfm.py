@@ -69,6 +69,7 @@ def read(path: Path, options: dict) -> RawData:
             user, artist, tag, seconds = (a[ok] for a in (user, artist, tag, seconds))
 
     first = _first_tagging(user, artist, seconds)
+    repeats = len(user) - len(first)  # later taggings of a user-artist pair: not interactions
     interactions = pa.table(
         {
             "user_id": pa.array(user[first].astype(str)),
@@ -88,6 +89,7 @@ def read(path: Path, options: dict) -> RawData:
         bad_rows=bad.count,
         bad_examples=bad.examples,
         source_files=[ref.name] + ([tags_ref.name] if tags_ref else []),
+        counts={"removed_by_first_tag": repeats},
     )
 
 

@@ -67,6 +67,7 @@ def read(path: Path, options: dict) -> RawData:
         bad_rows=bad.count,
         bad_examples=bad.examples,
         source_files=[ratings.name, items_ref.name],
+        items_source=items_ref.name,
     )
 
 
@@ -158,8 +159,12 @@ def _genre_names(ratings: FileRef, items: FileRef) -> list[str]:
 
 def _parse_u_item(ref: FileRef, genres: list[str]):
     ids, domains, problems = [], [], []
-    for number, line in enumerate(ref.read_text().splitlines(), 1):
+    text, undecodable = ref.read_text_checked()
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
+            continue
+        if number in undecodable:
+            problems.append(f"{ref.name}:{number}: not valid UTF-8")
             continue
         fields = line.split("|")
         flags = fields[5:]
@@ -173,8 +178,12 @@ def _parse_u_item(ref: FileRef, genres: list[str]):
 
 def _parse_movies_dat(ref: FileRef):
     ids, domains, problems = [], [], []
-    for number, line in enumerate(ref.read_text().splitlines(), 1):
+    text, undecodable = ref.read_text_checked()
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
+            continue
+        if number in undecodable:
+            problems.append(f"{ref.name}:{number}: not valid UTF-8")
             continue
         fields = line.split("::")
         if len(fields) < 3 or not fields[0].strip().isdigit():

@@ -6,6 +6,14 @@ optionally ``--rating-col`` (``rating``; a missing column means no ratings). Ite
 ``--items`` or ``items.{parquet,csv,tsv}`` next to the interactions, with ``--item-id-col``
 (``item_id``) and ``--domain-col`` (``domains``) holding a list or ``--domain-sep``-separated
 names (default ``|``). CSV delimiter: ``--delimiter`` (default ``,``; tab for .tsv).
+
+Without an items table, the domain column is read from the interactions table itself (e.g. a
+ratings table with a ``category`` column repeated on every row): one value per item, the most
+common among its rows; items whose rows disagree are counted (``items_with_conflicting_domains``)
+and reported. An explicit ``--domain-col`` that neither table has is an error.
+
+Rows with an empty user or item id, a NaN/inf rating or a timestamp that is not a time (or lies
+beyond int64) are malformed: skipped and counted with their line (Parquet: row) number.
 """
 
 from __future__ import annotations
@@ -22,11 +30,13 @@ from components.errors import ConfigError, InputError
 from components.ingest.raw import RawData
 from components.ingest.sources._read import (
     FLOAT_PATTERN,
+    INT64_LIMIT,
     MAX_EXAMPLES,
     SECONDS,
     BadRows,
     FileRef,
-    clean_domain_lists,
+    as_domain_lists,
+    domains_per_item,
     header_fields,
     is_zip,
     locate,
@@ -34,7 +44,6 @@ from components.ingest.sources._read import (
     raw_interactions,
     raw_items,
     read_delimited,
-    split_domains,
     to_numeric,
 )
 
@@ -42,6 +51,7 @@ log = logging.getLogger("dwlrec.ingest")
 
 INTERACTION_NAMES = ("interactions.parquet", "interactions.csv", "interactions.tsv")
 ITEMS_NAMES = ("items.parquet", "items.csv", "items.tsv")
+DEFAULT_DOMAIN_COL = "domains"
 
 
 def read(path: Path, options: dict) -> RawData:
@@ -53,18 +63,41 @@ def read(path: Path, options: dict) -> RawData:
         "timestamp": options.get("time_col") or "timestamp",
         "rating": options.get("rating_col") or "rating",
     }
+    items_ref = (
+        FileRef(Path(options["items"])) if options.get("items") else ref.sibling(ITEMS_NAMES)
+    )
+    if items_ref is not None and items_ref.path == ref.path and items_ref.member == ref.member:
+        items_ref = None
+    if items_ref is None:  # the domains, if any, are a column of the interactions table
+        columns["domain"] = options.get("domain_col") or DEFAULT_DOMAIN_COL
     bad = BadRows()
     if _is_parquet(ref):
         table, rows_read = _read_parquet(ref, columns, bad, options)
     else:
         table, rows_read = _read_csv(ref, columns, bad, options)
 
-    items_ref = (
-        FileRef(Path(options["items"])) if options.get("items") else ref.sibling(ITEMS_NAMES)
-    )
-    if items_ref is not None and items_ref.path == ref.path and items_ref.member == ref.member:
-        items_ref = None
-    items = _read_items(items_ref, options) if items_ref else None
+    counts: dict[str, int] = {}
+    items, items_source = None, None
+    if items_ref is not None:
+        items, items_source = _read_items(items_ref, options), items_ref.name
+    elif "domain" in table.column_names:
+        where = f"{ref.name}: column {columns['domain']!r} (--domain-col)"
+        lists = as_domain_lists(table.column("domain"), options.get("domain_sep", "|"), where)
+        items, conflicting, example = domains_per_item(
+            table.column("item_id").combine_chunks(), lists
+        )
+        items_source = f"{ref.name} (column {columns['domain']!r})"
+        counts["items_with_conflicting_domains"] = conflicting
+        if conflicting:
+            log.warning(
+                "%s: %d of %d items have conflicting %r values across their rows (%s); each "
+                "item keeps its most common value",
+                ref.name,
+                conflicting,
+                items.num_rows,
+                columns["domain"],
+                example,
+            )
     return RawData(
         interactions=raw_interactions(table),
         items=items,
@@ -72,6 +105,8 @@ def read(path: Path, options: dict) -> RawData:
         bad_rows=bad.count,
         bad_examples=bad.examples,
         source_files=[ref.name] + ([items_ref.name] if items_ref else []),
+        counts=counts,
+        items_source=items_source,
     )
 
 
@@ -102,14 +137,18 @@ def _require_columns(ref: FileRef, present: list[str], wanted: dict[str, str], o
         "item_id": "--item-col",
         "timestamp": "--time-col",
         "rating": "--rating-col",
+        "domain": "--domain-col",
     }
     for key, column in wanted.items():
         if column in present:
             continue
         if key == "rating" and not options.get("rating_col"):
             continue  # no rating column: implicit feedback
+        if key == "domain" and not options.get("domain_col"):
+            continue  # no domain column: every item in (none)
+        where = " and no items table (--items, or items.* next to it)" if key == "domain" else ""
         raise ConfigError(
-            f"{ref.name}: no column {column!r} ({flags[key]}); the table has {present}"
+            f"{ref.name}: no column {column!r} ({flags[key]}){where}; the table has {present}"
         )
 
 
@@ -127,7 +166,8 @@ def _read_csv(ref: FileRef, columns: dict, bad: BadRows, options: dict):
     numeric = {"timestamp": (SECONDS, True)}
     if "rating" in wanted:
         numeric["rating"] = (pa.float64(), False)
-    return to_numeric(data, ref, bad, numeric), data.rows_read
+    table = to_numeric(data, ref, bad, numeric, nonempty=("user_id", "item_id"))
+    return table, data.rows_read
 
 
 def _read_parquet(ref: FileRef, columns: dict, bad: BadRows, options: dict):
@@ -144,10 +184,21 @@ def _read_parquet(ref: FileRef, columns: dict, bad: BadRows, options: dict):
     invalid = np.zeros(rows_read, dtype=bool)
     reasons: dict[int, str] = {}
     for key in ("user_id", "item_id"):
-        out[key] = pc.cast(table.column(key), pa.string())
+        try:
+            out[key] = pc.cast(table.column(key), pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            flag = "--user-col" if key == "user_id" else "--item-col"
+            raise ConfigError(
+                f"{ref.name}: column {wanted[key]!r} ({flag}) of type {table.column(key).type} "
+                f"cannot be read as ids ({exc})"
+            ) from exc
         _mark_null(out[key], key, "missing", invalid, reasons)
-    out["timestamp"] = _parquet_seconds(table.column("timestamp"))
-    _mark_null(out["timestamp"], "timestamp", "missing or unparsable", invalid, reasons)
+        blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(out[key])), 0)
+        _mark(pc.fill_null(blank, False), f"empty {key}", invalid, reasons)
+    out["timestamp"] = _parquet_seconds(table.column("timestamp"), ref, wanted["timestamp"])
+    _mark_null(
+        out["timestamp"], "timestamp", "missing, unparsable or beyond int64", invalid, reasons
+    )
     if "rating" in wanted:
         try:
             out["rating"] = pc.cast(table.column("rating"), pa.float64())
@@ -157,6 +208,10 @@ def _read_parquet(ref: FileRef, columns: dict, bad: BadRows, options: dict):
             out["rating"] = pc.cast(pc.if_else(ok, ratings, None), pa.float64())
             bad_rating = pc.and_(pc.invert(ok), pc.is_valid(ratings))
             _mark(bad_rating, "non-numeric rating", invalid, reasons)
+        not_finite = pc.invert(pc.fill_null(pc.is_finite(out["rating"]), True))
+        _mark(not_finite, "non-finite rating (NaN or inf)", invalid, reasons)
+    if "domain" in wanted:
+        out["domain"] = table.column("domain").combine_chunks()
     result = pa.table(out)
     if invalid.any():
         rows = np.flatnonzero(invalid)
@@ -184,7 +239,8 @@ def _mark(mask, reason: str, invalid: np.ndarray, reasons: dict) -> None:
     invalid |= mask
 
 
-def _parquet_seconds(column: pa.ChunkedArray) -> pa.Array:
+def _parquet_seconds(column: pa.ChunkedArray, ref: FileRef, name: str) -> pa.Array:
+    """Seconds as int64; null where missing, not a time, non-finite or beyond int64."""
     column = column.combine_chunks()
     kind = column.type
     if pa.types.is_timestamp(kind):
@@ -192,10 +248,20 @@ def _parquet_seconds(column: pa.ChunkedArray) -> pa.Array:
     if pa.types.is_date(kind):
         return pc.cast(pc.cast(column, pa.timestamp("s")), pa.int64())
     if pa.types.is_integer(kind):
+        if pa.types.is_unsigned_integer(kind):
+            fits = pc.less_equal(column, pa.scalar(2**63 - 1, kind))
+            column = pc.if_else(fits, column, None)
         return pc.cast(column, pa.int64())
     if pa.types.is_floating(kind):
-        return pc.cast(pc.floor(column), pa.int64())
-    return parse_timestamps(column)
+        floors = pc.floor(column)
+        fits = pc.fill_null(pc.less(pc.abs(floors), float(INT64_LIMIT)), False)  # NaN: False
+        return pc.cast(pc.if_else(fits, floors, None), pa.int64())
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return parse_timestamps(column)
+    raise ConfigError(
+        f"{ref.name}: column {name!r} (--time-col) has type {kind}; expected a timestamp, date, "
+        f"number of seconds or an ISO date-time string"
+    )
 
 
 def _read_items(ref: FileRef, options: dict) -> pa.Table:
@@ -227,11 +293,13 @@ def _read_items(ref: FileRef, options: dict) -> pa.Table:
                 item_bad.count,
                 item_bad.examples[0],
             )
-    domains = table.column(domain_col)
-    if pa.types.is_list(domains.type) or pa.types.is_large_list(domains.type):
-        domains = clean_domain_lists(pc.cast(domains, pa.list_(pa.string())))
-    else:
-        domains = split_domains(domains, options.get("domain_sep", "|"))
-    ids = pc.cast(table.column(id_col), pa.string())
+    where = f"{ref.name}: column {domain_col!r} (--domain-col)"
+    domains = as_domain_lists(table.column(domain_col), options.get("domain_sep", "|"), where)
+    try:
+        ids = pc.cast(table.column(id_col), pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ConfigError(
+            f"{ref.name}: column {id_col!r} (--item-id-col) cannot be read as ids ({exc})"
+        ) from exc
     keep = pc.is_valid(ids)
     return raw_items(ids.filter(keep), domains.filter(keep))

@@ -45,7 +45,7 @@ REQUIRED = ("user_id", "business_id", "date")
 
 def read(path: Path, options: dict) -> RawData:
     """Read Yelp reviews and business categories from ``path`` (file, directory or zip)."""
-    domain_map = _domain_map(options.get("domain_map"))
+    domain_map = load_domain_map(options.get("domain_map"))
     reviews = _find_reviews(path)
     bad = BadRows()
     rows = read_json_lines(reviews, REVIEW_FIELDS, bad, required=REQUIRED)
@@ -91,6 +91,7 @@ def read(path: Path, options: dict) -> RawData:
         bad_rows=bad.count,
         bad_examples=bad.examples,
         source_files=[reviews.name, business.name],
+        items_source=business.name,
     )
 
 
@@ -106,22 +107,30 @@ def _find_reviews(path: Path) -> FileRef:
     return found
 
 
-def _domain_map(value) -> dict[str, str] | None:
-    if value is None or isinstance(value, dict):
+def load_domain_map(value) -> dict[str, str] | None:
+    """``--domain-map``: a dict, JSON text or a JSON file path → {category: domain}."""
+    if value is None:
         return value
-    text = str(value)
-    if not text.lstrip().startswith("{"):
+    text = value if isinstance(value, dict) else str(value)
+    if isinstance(text, str) and not text.lstrip().startswith(("{", "[")):
         try:
-            text = Path(text).read_text()
-        except OSError as exc:
-            raise ConfigError(f"--domain-map {value}: cannot read ({exc})") from exc
+            text = Path(text).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ConfigError(f"--domain-map {value}: cannot read ({reason})") from exc
     try:
-        mapping = json.loads(text)
+        mapping = text if isinstance(text, dict) else json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"--domain-map {value}: not a JSON object ({exc})") from exc
+        raise ConfigError(f"--domain-map {value}: not valid JSON ({exc})") from exc
     if not isinstance(mapping, dict):
         raise ConfigError(f"--domain-map {value}: expected a JSON object {{category: domain}}")
-    return {str(k): str(v) for k, v in mapping.items()}
+    wrong = [k for k, v in mapping.items() if not isinstance(v, str) or not v.strip()]
+    if wrong:
+        raise ConfigError(
+            f"--domain-map {value}: category {wrong[0]!r} maps to {mapping[wrong[0]]!r}; "
+            f"expected a domain name (a non-empty string)"
+        )
+    return {str(k): v.strip() for k, v in mapping.items()}
 
 
 def _parse_dates(dates: pa.ChunkedArray | pa.Array) -> pa.Array:
