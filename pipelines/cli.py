@@ -240,8 +240,10 @@ def _run(args) -> None:
             "dwlrec run only runs locally (--local); use dwlrec submit for Kubeflow or Vertex AI"
         )
     params = _params(args)  # every value checked before anything runs
+    from pipelines.pipeline import DEFAULT_VARIANTS
+
     threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or task_threads(
-        params.get("variants") or [], args.parallelism
+        params.get("variants") or DEFAULT_VARIANTS, args.parallelism
     )
     with tempfile.TemporaryDirectory(prefix="dwlrec-spec-") as tmp:
         spec = args.spec

@@ -29,13 +29,14 @@ from pipelines.task_log import TaskLogs
 log = logging.getLogger("dwlrec.pipeline")
 
 RUNNERS = ("subprocess", "docker")
+KFP_LOCAL_MAX_PARALLEL = 2  # kfp.local runs at most 2 ParallelFor iterations at once (2.17)
 SPEC_NAME = "pipeline.yaml"
 
 
 def task_threads(variants: list, parallelism: int) -> int:
     """CPU threads per task so that the variants trained side by side share the cores instead
     of oversubscribing them (3 OpenMP pools on 2 cores made training ~15x slower, measured)."""
-    concurrent = len(variants) or 1
+    concurrent = min(len(variants) or 1, KFP_LOCAL_MAX_PARALLEL)
     if parallelism > 0:
         concurrent = min(concurrent, parallelism)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -156,3 +156,12 @@ def test_docker_runner_without_a_daemon_says_so(monkeypatch):
     monkeypatch.setattr(docker, "from_env", no_daemon)
     with pytest.raises(ConfigError, match="no Docker daemon answers"):
         make_runner("docker", {"dwlrec:latest"}, 1)
+
+
+def test_local_tasks_share_the_cores_among_the_variants_kfp_runs_at_once(monkeypatch):
+    from pipelines.local import task_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert task_threads(["none", "fixed", "dynamic"], 0) == 4  # kfp.local runs 2 at once
+    assert task_threads(["none"], 0) == 8
+    assert task_threads(["none", "fixed", "dynamic"], 1) == 8
