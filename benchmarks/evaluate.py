@@ -1,7 +1,7 @@
 """Full-ranking throughput of the evaluate step: user-item scores per second, and peak memory.
 
 Random user states and item embeddings (d = 64 by default) are ranked with the same code path the
-evaluate step uses (`components.evaluate.metrics.rank_all`: blocked matmul, pessimistic ranks,
+evaluate step uses (`components.core.ranking.rank_all`: blocked matmul, pessimistic ranks,
 top-10). Target (issue 5): >= 1e8 scores/s on 2 CPU cores. Prints one JSON object.
 
     python benchmarks/evaluate.py [--users 6040] [--items 3416] [--dim 64] [--threads 2]
@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from components.evaluate.metrics import DEFAULT_SCORES_PER_BLOCK, rank_all  # noqa: E402
+from components.core.ranking import DEFAULT_SCORES_PER_BLOCK, rank_all  # noqa: E402
 
 
 def peak_rss_mib() -> float:

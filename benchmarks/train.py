@@ -31,22 +31,18 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from components.evaluate.evaluate import history_csr, seen_mask  # noqa: E402
-from components.evaluate.metrics import (  # noqa: E402
-    ndcg_at_k,
-    ranks_from_embeddings,
-    recall_at_k,
-    user_states,
-)
+from components.core.metrics import ndcg_at_k, recall_at_k  # noqa: E402
+from components.core.model import ModelConfig, SeqRecModel  # noqa: E402
+from components.core.model_artifact import load_model  # noqa: E402
+from components.core.ranking import ranks_from_embeddings, seen_mask, user_states  # noqa: E402
+from components.core.sequences import UserSequences  # noqa: E402
+from components.core.weighting import DomainWeighter, load_weights  # noqa: E402
 from components.ingest import ingest  # noqa: E402
 from components.schema import load_dataset  # noqa: E402
-from components.sequences import UserSequences  # noqa: E402
 from components.stats import compute_stats  # noqa: E402
-from components.stats.weighting import DomainWeighter, WeightingConfig, load_weights  # noqa: E402
 from components.train import train  # noqa: E402
 from components.train.data import TrainWindows, epoch_batches  # noqa: E402
 from components.train.losses import LossFunction  # noqa: E402
-from components.train.model import ModelConfig, SeqRecModel, load_model  # noqa: E402
 from components.train.trainer import Process, StepParts, evaluate_split, train_step  # noqa: E402
 
 
@@ -112,7 +108,7 @@ def step_time_ratio(dataset: Path, weights: Path, device: str, rounds: int, step
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         weighter = None
         if name != "unweighted":
-            weighter = DomainWeighter(WeightingConfig(scheme=name), weights, ds.item_domains())
+            weighter = DomainWeighter.from_weights(weights, ds.item_domains(), name)
         variants[name] = StepParts(
             model,
             model,
@@ -226,11 +222,8 @@ def test_excluding_history(model, seqs: UserSequences, device: torch.device) -> 
     """Test HR@10 / NDCG@10 with every item of the user's history (train + valid) excluded."""
     _, prefix, target = seqs.prefixes("test", model.cfg.max_len)
     states = user_states(model, prefix, device, batch_size=1024)
-    seen = seen_mask(*history_csr(seqs, "test"), model.cfg.n_items + 1, device)
-    with torch.no_grad():
-        ranks = ranks_from_embeddings(
-            states, model.item_embeddings(), torch.from_numpy(target).to(device), exclude=seen
-        )
+    seen = seen_mask(*seqs.history("test"), model.cfg.n_items + 1, device)
+    ranks, _ = ranks_from_embeddings(states, model.item_embeddings(), target, exclude=seen)
     ranks = ranks.cpu().numpy()
     return {
         "recall@10": float(recall_at_k(ranks, 10).mean()),

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -304,6 +305,19 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json_atomic(path: str | Path, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def json_safe(obj):
+    """NaN → None recursively (JSON has no NaN), tuples → lists, numpy scalars → Python numbers."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if type(obj).__module__ == "numpy" and getattr(obj, "ndim", None) == 0:  # np.float64(…) …
+        obj = obj.item()
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj
 
 
 def write_parquet_atomic(table, path: str | Path) -> None:

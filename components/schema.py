@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from components.errors import InputError
+from components.errors import ConfigError, InputError
 
 ITEMS_FILE = "items.parquet"
 INTERACTIONS_FILE = "interactions.parquet"
@@ -301,3 +301,22 @@ def dataset_fingerprint(dataset: Dataset) -> dict:
         .get(INTERACTIONS_FILE, {})
         .get("sha256"),
     }
+
+
+def check_same_dataset(
+    recorded, dataset: Dataset | dict, source: str, built: str = "built"
+) -> None:
+    """ConfigError if an artifact's recorded fingerprint is not the one of ``dataset``.
+
+    ``recorded``: the ``dataset`` entry the artifact was written with (``dataset_fingerprint``);
+    ``dataset``: the dataset at hand, or its fingerprint; ``source`` names the artifact and
+    ``built`` says how it came from its dataset ("trained", "computed", …).
+    """
+    expected = dataset if isinstance(dataset, dict) else dataset_fingerprint(dataset)
+    than = "" if isinstance(dataset, dict) else f" than {dataset.path}"
+    got = recorded if isinstance(recorded, dict) else {}
+    diffs = {key: (got.get(key), value) for key, value in expected.items() if got.get(key) != value}
+    if diffs:
+        raise ConfigError(
+            f"{source}: {built} on another dataset{than} (recorded vs given: {diffs})"
+        )

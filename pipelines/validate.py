@@ -98,7 +98,7 @@ def _check_ingest(params: dict) -> None:
 
 
 def _check_variants(params: dict) -> None:
-    from components.stats.weighting import SCHEMES
+    from components.core.weighting import SCHEMES
 
     variants = params["variants"]
     if not isinstance(variants, list) or not variants:
@@ -120,8 +120,8 @@ def _check_variants(params: dict) -> None:
 def _check_train(params: dict) -> None:
     from dataclasses import fields
 
+    from components.core.model import ModelConfig
     from components.train.losses import LOSSES
-    from components.train.model import ModelConfig
     from components.train.trainer import TrainConfig, split_options
 
     if params["loss"] not in LOSSES:
@@ -155,11 +155,11 @@ def _check_eval_and_report(params: dict) -> None:
 
 def _check_stats(params: dict) -> None:
     from components.stats import compute_stats
-    from components.stats.domain_stats import stats_config
+    from components.stats.config import stats_config, stats_option_names
 
     options = params["stats_options"]
-    _check_keys("stats_options", options, _kwargs_of(compute_stats))
-    values = {k: v for k, v in options.items() if k in _kwargs_of(stats_config)}
+    _check_keys("stats_options", options, set(stats_option_names()) | _kwargs_of(compute_stats))
+    values = {k: v for k, v in options.items() if k in stats_option_names()}
     try:  # every value the step checks before reading data (NaN, ranges, w_min <= w_max, ...)
         stats_config(**values)
     except (ConfigError, TypeError, ValueError) as exc:

@@ -193,8 +193,8 @@ def write_model_dir(root: Path, dataset_dir: Path, scheme: str = "none", seed: i
     """A train step output with a small random SeqRecModel, logs and weight history."""
     import torch
 
+    from components.core.model import ModelConfig, SeqRecModel, model_config_dict
     from components.schema import dataset_fingerprint, load_dataset
-    from components.train.model import ModelConfig, SeqRecModel, model_config_dict
 
     dataset = load_dataset(dataset_dir)
     torch.manual_seed(seed)

@@ -19,16 +19,17 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from components.errors import ConfigError
+from components.core import weighting as W
+from components.core.stats_artifact import load_domain_stats
+from components.core.weighting import DomainWeighter, load_weights
+from components.errors import ConfigError, InputError
 from components.evaluate.cli import main as evaluate_main
-from components.evaluate.evaluate import EvalConfig, load_domain_stats
+from components.evaluate.evaluate import EvalConfig
 from components.ingest import ingest
 from components.schema import NO_DOMAIN, load_dataset
 from components.stats import compute_stats
-from components.stats import weighting as W
 from components.stats.cli import main as stats_main
-from components.stats.domain_stats import stats_config
-from components.stats.weighting import DomainWeighter, WeightingConfig, load_weights
+from components.stats.config import stats_config
 
 SCHEME_COLUMNS = ("weight_fixed", "weight_inverse", "weight_composite", "weight_dynamic_target")
 
@@ -171,9 +172,7 @@ def test_train_weighter_applies_what_stats_recorded(data):
     )
     targets = torch.from_numpy(train.column("item_idx").to_numpy().astype(np.int64))
     for scheme, target in [("fixed", None), ("inverse", None), ("dynamic", "composite")]:
-        weighter = DomainWeighter(
-            WeightingConfig(scheme=scheme, target=target), weights, item_domains
-        )
+        weighter = DomainWeighter.from_weights(weights, item_domains, scheme, target=target)
         assert weighter.unlabelled == [NO_DOMAIN]
         recorded = weights["targets"][target or scheme]
         for d, w in zip(weighter.domains, weighter.target_weights(), strict=True):
@@ -185,11 +184,11 @@ def test_train_weighter_applies_what_stats_recorded(data):
     # a weights.json written before this option existed: nothing is held at 1
     old = json.loads(json.dumps(weights))
     del old["params"]["unlabelled_domains"]
-    weighter = DomainWeighter(WeightingConfig(scheme="inverse"), old, item_domains)
+    weighter = DomainWeighter.from_weights(old, item_domains, "inverse")
     assert weighter.unlabelled == [] and weighter.current_weights()[NO_DOMAIN] > 1
     old["params"]["unlabelled_domains"] = "(none)"
-    with pytest.raises(ConfigError, match="unlabelled_domains"):
-        DomainWeighter(WeightingConfig(scheme="inverse"), old, item_domains)
+    with pytest.raises(InputError, match="unlabelled_domains"):
+        DomainWeighter.from_weights(old, item_domains, "inverse")
 
 
 def test_reports_and_evaluate_label_the_unlabelled_cohort(data):

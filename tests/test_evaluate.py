@@ -22,15 +22,11 @@ from eval_fixtures import (
     write_stats,
 )
 
+from components.core.stats_artifact import load_domain_stats
 from components.errors import ConfigError, InputError
 from components.evaluate.cli import main as evaluate_cli
-from components.evaluate.evaluate import (
-    EvalConfig,
-    domain_slot_shares,
-    evaluate,
-    evaluate_model,
-    load_domain_stats,
-)
+from components.evaluate.evaluate import EvalConfig, evaluate, evaluate_model
+from components.evaluate.tables import domain_slot_shares
 from components.schema import load_dataset
 
 torch.set_num_threads(1)
@@ -253,8 +249,8 @@ def test_nan_model_is_refused(chain_data):
 
 
 def test_batched_encoding_equals_encoding_each_full_prefix():
-    from components.evaluate.evaluate import user_states
-    from components.train.model import ModelConfig, SeqRecModel
+    from components.core.model import ModelConfig, SeqRecModel
+    from components.core.ranking import user_states
 
     torch.manual_seed(0)
     model = SeqRecModel(ModelConfig(n_items=30, max_len=12, d_model=8, n_blocks=2, n_heads=2))

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from components.core.sequences import UserSequences
 from components.errors import ConfigError, InputError
 from components.ingest import ingest
 from components.ingest.core import IngestOptions, process
 from components.ingest.raw import RAW_INTERACTIONS_SCHEMA, RAW_ITEMS_SCHEMA, RawData
 from components.schema import load_dataset
-from components.sequences import UserSequences
 
 TINY = dict(num_users=120, num_items=60, num_domains=5, dense_domains=2, mean_length=12, seed=3)
 

@@ -9,9 +9,10 @@ import pyarrow as pa
 import pytest
 import torch
 
+from components.core.model import ModelConfig, SeqRecModel
+from components.core.sequences import UserSequences, trim_left_padding
 from components.errors import ConfigError
-from components.sequences import UserSequences
-from components.train.data import TrainWindows, epoch_batches, shard, trim_left_padding
+from components.train.data import TrainWindows, epoch_batches, shard
 from components.train.losses import (
     LossFunction,
     bce,
@@ -22,7 +23,6 @@ from components.train.losses import (
     sampled_softmax,
     weighted_mean,
 )
-from components.train.model import ModelConfig, SeqRecModel
 
 torch.set_num_threads(1)
 N, D, N_ITEMS = 12, 6, 37

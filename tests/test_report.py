@@ -17,14 +17,9 @@ from eval_fixtures import (
     write_stats,
 )
 
+from components.core.stats_artifact import load_domain_stats
 from components.errors import ConfigError
-from components.evaluate.evaluate import (
-    EvalConfig,
-    evaluate,
-    evaluate_model,
-    load_domain_stats,
-    write_eval_dir,
-)
+from components.evaluate.evaluate import EvalConfig, evaluate, evaluate_model, write_eval_dir
 from components.report.cli import main as report_cli
 from components.report.cli import parse_evals
 from components.report.report import report

@@ -15,10 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from components.core.weighting import DomainWeighter, load_weights
 from components.errors import ConfigError, InputError
 from components.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, load_dataset
 from components.stats import compute_stats
-from components.stats.weighting import DomainWeighter, WeightingConfig, load_weights
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -158,12 +158,12 @@ def test_weights_json_feeds_the_weighter_and_matches_the_table(tiny):
     assert weights["dataset"]["n_items"] == 5 and weights["params"]["fixed_domains"] == ["C"]
     rows = rows_by_domain(out)
     for scheme, column in (("inverse", "weight_inverse"), ("fixed", "weight_fixed")):
-        weighter = DomainWeighter(WeightingConfig(scheme=scheme), weights, dataset.item_domains())
+        weighter = DomainWeighter.from_weights(weights, dataset.item_domains(), scheme)
         for d, w in weighter.current_weights().items():
             assert w == pytest.approx(rows[d][column], rel=1e-12)
             assert weights["targets"][scheme][d] == pytest.approx(w, rel=1e-12)
-    composite = DomainWeighter(
-        WeightingConfig(scheme="dynamic", target="composite"), weights, dataset.item_domains()
+    composite = DomainWeighter.from_weights(
+        weights, dataset.item_domains(), "dynamic", target="composite"
     )
     assert composite.target_weights().tolist() == pytest.approx(
         [rows[d]["weight_composite"] for d in composite.domains]

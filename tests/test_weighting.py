@@ -12,11 +12,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.errors import ConfigError
-from components.stats.weighting import (
+from components.core.weighting import (
+    PARAMETER_NAMES,
     SCHEMES,
     DomainWeighter,
-    WeightingConfig,
     composite_weights,
     default_fixed_domains,
     ema_update,
@@ -25,7 +24,9 @@ from components.stats.weighting import (
     inverse_weights,
     load_weights,
     rescale_to_mean_one,
+    resolve_spec,
 )
+from components.errors import ConfigError, InputError
 
 torch.set_num_threads(1)
 
@@ -67,11 +68,10 @@ COUNTS = {"rare": 10, "mid": 100, "common": 1000}
 ITEM_DOMAINS = [[], ["rare"], ["mid"], ["common"], ["rare", "common"], ["rare", "mid", "common"]]
 
 
-def weighter(scheme: str = "inverse", counts=None, item_domains=None, **config) -> DomainWeighter:
-    return DomainWeighter(
-        WeightingConfig(scheme=scheme, **config),
-        make_weights(counts or COUNTS),
-        item_domains or ITEM_DOMAINS,
+def weighter(scheme: str = "inverse", counts=None, item_domains=None, **given) -> DomainWeighter:
+    """The weighter of ``scheme``: weights.json's params, each replaced by one in ``given``."""
+    return DomainWeighter.from_weights(
+        make_weights(counts or COUNTS), item_domains or ITEM_DOMAINS, scheme, **given
     )
 
 
@@ -328,13 +328,33 @@ def test_every_scheme_builds_and_records_its_initial_weights():
         }
 
 
-def test_config_overrides_take_precedence_over_weights_json():
-    w = weighter("fixed", fixed_domains=["mid"], fixed_weight=3.0)
-    assert w.current_weights() == {"rare": 1.0, "mid": 3.0, "common": 1.0}
+def test_a_given_value_wins_over_the_recorded_one_which_wins_over_the_default():
+    weights = make_weights(COUNTS, beta=0.5, agg="max", fixed_weight=3.0)
+    spec, sources = resolve_spec("dynamic", weights["params"], beta=0.7, agg=None)
+    assert (spec.beta, spec.agg, spec.fixed_weight, spec.gamma) == (0.7, "max", 3.0, 0.5)
+    recorded = dict.fromkeys(("agg", "fixed_weight", "fixed_domains"), "weights.json")
+    assert sources == {
+        **dict.fromkeys(PARAMETER_NAMES, "default"),
+        **recorded,
+        "beta": "train option",
+    }
+    # the weighter applies the resolved spec: 3.0 (recorded) on the recorded fixed domain "rare"
+    w = DomainWeighter.from_weights(weights, ITEM_DOMAINS, "fixed")
+    assert w.current_weights() == {"rare": 3.0, "mid": 1.0, "common": 1.0}
+    assert w.params["fixed_weight"] == 3.0 and w.params["agg"] == "max"
+    given = DomainWeighter.from_weights(weights, ITEM_DOMAINS, "fixed", fixed_weight=1.5)
+    assert given.current_weights()["rare"] == 1.5
     with pytest.raises(ConfigError, match=r"existing domains: \['common', 'mid', 'rare'\]"):
-        weighter("fixed", fixed_domains=["nope"])
-    tight = weighter("inverse", w_max=1.1)
-    assert max(tight.current_weights().values()) == 1.1
+        DomainWeighter.from_weights(weights, ITEM_DOMAINS, "fixed", fixed_domains=["nope"])
+    with pytest.raises(ConfigError, match="weighting: unknown option"):
+        resolve_spec("dynamic", weights["params"], betta=0.7)
+
+
+def test_a_bad_recorded_value_names_the_file_a_bad_given_one_the_option():
+    with pytest.raises(ConfigError, match=r"^w.json: recorded params: --beta: must be in \[0, 1\)"):
+        resolve_spec("dynamic", {"beta": 1.5}, "w.json")
+    with pytest.raises(ConfigError, match=r"^--beta: must be in \[0, 1\)"):
+        resolve_spec("dynamic", {"beta": 0.5}, "w.json", beta=1.0)
 
 
 def test_bad_config_and_mismatched_items_are_clear_errors():
@@ -353,19 +373,20 @@ def test_load_weights_rejects_another_version_and_broken_files(tmp_path):
     assert load_weights(path)["domains"] == list(COUNTS)
     assert load_weights(tmp_path)["domains"] == list(COUNTS)  # a stats output dir works too
     path.write_text(json.dumps({**good, "version": 2}))
-    with pytest.raises(ConfigError, match=rf"{path}: weights version 2.*version 1"):
+    with pytest.raises(InputError, match=rf"{path}: weights version 2.*version 1"):
         load_weights(path)
     path.write_text(json.dumps({k: v for k, v in good.items() if k != "domain_stats"}))
-    with pytest.raises(ConfigError, match=r"missing key\(s\) \['domain_stats'\]"):
+    with pytest.raises(InputError, match=r"missing key\(s\) \['domain_stats'\]"):
         load_weights(path)
     path.write_text("{not json")
-    with pytest.raises(ConfigError, match="invalid JSON"):
+    with pytest.raises(InputError, match="invalid JSON"):
         load_weights(path)
 
 
 def test_importing_the_library_does_not_import_torch():
     code = (
-        "import sys, components.stats, components.stats.weighting, components.stats.cli; "
+        "import sys, components.core.weighting, components.stats, components.stats.cli, "
+        "components.train.cli; "
         "sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

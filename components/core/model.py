@@ -5,42 +5,19 @@ PreNorm blocks (causal multi-head self-attention, GELU feed-forward), a final La
 state h_t at position t scores every item i by h_t · e_i with the same (tied) item embeddings.
 
 Sequences are LEFT-padded with item 0, so the most recent item is always the last column and
-gets the last position embedding, in training and at inference alike.
+gets the last position embedding, in training and at inference alike. The model dir (model.pt,
+config.json) is read and written by ``components.core.model_artifact``.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.errors import ConfigError, InputError
-from components.io import sha256_file
-
-MODEL_FILE = "model.pt"
-CONFIG_FILE = "config.json"
-MODEL_SHA256_KEY = "model_sha256"  # in config.json: the sha256 of model.pt as written
-
-
-def load_torch_file(path: str | Path, map_location="cpu"):
-    """``torch.load(path, weights_only=True)``; an empty, truncated or corrupt file, or one that
-    holds anything but tensors and plain values, is an InputError (one line, no torch advice)."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError as exc:
-        raise InputError(f"{path}: no such file") from exc
-    except Exception as exc:  # EOFError, RuntimeError (zip), UnpicklingError (weights-only), …
-        if type(exc).__name__ == "UnpicklingError" and "Weights only" in str(exc):
-            why = "it holds objects other than tensors and plain values"
-        elif isinstance(exc, EOFError):
-            why = "the file is empty or truncated"
-        else:
-            why = f"the file is truncated or corrupt ({type(exc).__name__})"
-        raise InputError(f"{path}: not a valid dwlrec checkpoint: {why}") from None
+from components.errors import ConfigError
 
 
 @dataclass
@@ -171,36 +148,6 @@ class SeqRecModel(nn.Module):
         return self.encode(prefix)[:, -1, :]
 
 
-def load_model(model_dir: str | Path, device: str = "cpu") -> tuple[SeqRecModel, dict]:
-    """Rebuild the trained model from a train step output dir (model.pt + config.json).
-
-    Returns (model in eval mode on ``device``, the full config.json dict).
-    """
-    model_dir = Path(model_dir)
-    for name in (MODEL_FILE, CONFIG_FILE):
-        if not (model_dir / name).exists():
-            raise InputError(f"{model_dir}: not a train step output, missing {name}")
-    try:
-        config = json.loads((model_dir / CONFIG_FILE).read_text())
-        model_cfg = ModelConfig.from_dict(config["model"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise InputError(f"{model_dir / CONFIG_FILE}: unreadable model config ({exc})") from exc
-    model = SeqRecModel(model_cfg)
-    expected = config.get(MODEL_SHA256_KEY)
-    if expected is not None and sha256_file(model_dir / MODEL_FILE) != expected:
-        raise InputError(
-            f"{model_dir / MODEL_FILE}: not a valid dwlrec checkpoint: its sha256 differs from "
-            f"the one in {CONFIG_FILE} (the file is corrupt or was replaced)"
-        )
-    state = load_torch_file(model_dir / MODEL_FILE, map_location=device)
-    try:
-        if not isinstance(state, dict):
-            raise TypeError(f"a {type(state).__name__}, not a state dict")
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError) as exc:
-        raise InputError(f"{model_dir / MODEL_FILE}: does not match config.json ({exc})") from exc
-    return model.to(device).eval(), config
-
-
 def model_config_dict(cfg: ModelConfig) -> dict:
+    """``cfg`` as config.json's ``model`` section."""
     return asdict(cfg)

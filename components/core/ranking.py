@@ -1,19 +1,17 @@
-"""Full-ranking metrics (SPEC §7), shared by the train step's validation and the evaluate step.
+"""Full ranking (SPEC §7), shared by the train step's validation and the evaluate step.
 
 Ranks are 0-based and pessimistic: rank = number of real items other than the target whose score
 is >= the target's score, so a constant-score model ranks every target last (Recall@K ≈ 0).
-The padding item 0 is never a candidate.
-
-Also here: catalogue coverage, bootstrap confidence intervals (users resampled) and the paired
-bootstrap used to compare two variants on the same users.
+The padding item 0 is never a candidate. Torch is imported inside the functions.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 
 import numpy as np
+
+from components.core.sequences import trim_left_padding
 
 # Scores held in memory at once by the blocked ranking (16 MiB of float32): bounded memory for
 # any catalogue, and blocks large enough that the matmul and the per-row passes run at speed
@@ -102,8 +100,6 @@ def user_states(model, prefix: np.ndarray, device, batch_size: int, progress: bo
     import torch
     from tqdm.auto import tqdm
 
-    from components.train.data import trim_left_padding
-
     model.eval()
     order = np.argsort((prefix != 0).sum(axis=1), kind="stable")
     states = []
@@ -123,146 +119,53 @@ def ranks_from_embeddings(
     user_states,
     item_embeddings,
     targets,
-    exclude=None,
+    exclude: Callable | None = None,
+    topk: int = 0,
     max_scores_per_block: int = DEFAULT_SCORES_PER_BLOCK,
+    progress: bool = False,
 ):
     """Full ranking by dot product, in user blocks so memory stays bounded.
 
-    user_states [B, d], item_embeddings [n_items+1, d], targets [B] → ranks [B] (torch int64).
-    ``exclude``: optional callable(block_slice) → bool mask [b, n_items+1] for that block.
+    user_states [B, d], item_embeddings [n_items+1, d], targets [B] (numpy or torch) →
+    (ranks [B] torch int64, top-``topk`` items [B, topk] torch int64 or None), on the states'
+    device. ``exclude``: optional callable(block_slice) → bool mask [b, n_items+1] for that block
+    (``seen_mask``); ``progress``: a progress bar over users.
     """
-    item_embeddings_t = item_embeddings.T.contiguous()
-    ranks, _ = rank_all(
-        lambda rows: user_states[rows] @ item_embeddings_t,
-        targets,
-        item_embeddings.shape[0],
-        exclude,
-        max_scores_per_block=max_scores_per_block,
-    )
-    return ranks
+    import torch
+    from tqdm.auto import tqdm
+
+    item_embeddings_t = item_embeddings.float().T.contiguous()
+    targets = torch.as_tensor(targets, device=user_states.device)
+    with (
+        torch.no_grad(),
+        tqdm(total=len(targets), desc="rank", unit="user", disable=not progress) as bar,
+    ):
+        return rank_all(
+            lambda rows: user_states[rows] @ item_embeddings_t,
+            targets,
+            item_embeddings.shape[0],
+            exclude,
+            topk=topk,
+            max_scores_per_block=max_scores_per_block,
+            progress=bar.update,
+        )
 
 
-def recall_at_k(ranks: np.ndarray, k: int) -> np.ndarray:
-    """Per-user Recall@K (= HR@K with one held-out item): 1 if rank < K."""
-    return (np.asarray(ranks) < k).astype(np.float64)
+def seen_mask(history_offsets: np.ndarray, history_items: np.ndarray, n_candidates: int, device):
+    """Callable(rows) → bool [b, n_candidates], True at the items the user has already seen.
 
+    ``history_offsets``/``history_items``: CSR of each ranked user's history
+    (``UserSequences.history``), rows in the order of the ranked users."""
+    import torch
 
-def ndcg_at_k(ranks: np.ndarray, k: int) -> np.ndarray:
-    """Per-user NDCG@K with one relevant item: 1/log2(rank + 2) if rank < K, else 0."""
-    ranks = np.asarray(ranks, dtype=np.float64)
-    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+    def mask(rows: slice):
+        start, stop = rows.start, min(rows.stop, len(history_offsets) - 1)
+        lo, hi = history_offsets[start], history_offsets[stop]
+        lengths = np.diff(history_offsets[start : stop + 1])
+        row_ids = torch.as_tensor(np.repeat(np.arange(stop - start), lengths), device=device)
+        items = torch.as_tensor(history_items[lo:hi], device=device)
+        out = torch.zeros((stop - start, n_candidates), dtype=torch.bool, device=device)
+        out[row_ids, items] = True
+        return out
 
-
-def coverage_at_k(top_items: np.ndarray, n_items: int, k: int) -> float:
-    """Catalogue coverage@K: share of the n_items real items shown in at least one user's top K."""
-    shown = np.unique(np.asarray(top_items)[:, :k])
-    return float(np.count_nonzero(shown > 0)) / n_items
-
-
-def stable_seed(*parts) -> int:
-    """A seed derived from ``parts`` that is the same in every process (unlike ``hash``)."""
-    return zlib.crc32("\x1f".join(map(str, parts)).encode())
-
-
-def _resample_index(rng: np.random.Generator, n: int, n_boot: int, max_elements: int):
-    """Yield index arrays [b, n] of users drawn with replacement, n_boot rows in all."""
-    chunk = max(1, max_elements // max(n, 1))
-    for start in range(0, n_boot, chunk):
-        yield rng.integers(0, n, size=(min(chunk, n_boot - start), n))
-
-
-def _resampled_means(
-    values: np.ndarray, n_boot: int, rng: np.random.Generator, max_elements: int
-) -> np.ndarray:
-    """Column means of ``n_boot`` resamples (rows drawn with replacement) of values [n, m].
-
-    Rank metrics take few distinct values (Recall@K: 2, NDCG@K: K+1), so when there are few
-    distinct rows we draw how often each is picked — Multinomial(n, row frequencies), the same
-    distribution as drawing n rows — instead of n indices per resample: O(distinct) not O(n).
-    """
-    n = len(values)
-    unique, inverse = np.unique(values, axis=0, return_inverse=True)
-    if 4 * len(unique) <= n:
-        frequencies = np.bincount(inverse.ravel(), minlength=len(unique)) / n
-        counts = rng.multinomial(n, frequencies, size=n_boot)  # [n_boot, distinct]
-        # a plain sum over the distinct rows: identical columns give bit-identical means
-        return (counts[:, :, None] * unique[None, :, :]).sum(axis=1) / n
-    return np.concatenate(
-        [values[idx].mean(axis=1) for idx in _resample_index(rng, n, n_boot, max_elements)]
-    )
-
-
-def bootstrap_ci(
-    values: np.ndarray,
-    n_boot: int = 1000,
-    seed: int = 0,
-    confidence: float = 0.95,
-    max_elements: int = 1 << 23,
-) -> np.ndarray:
-    """Percentile bootstrap CI of the mean, resampling users (rows), seeded.
-
-    ``values`` [n] or [n, m] (m metrics of the same users, resampled together) → [2] or [m, 2]
-    (low, high). Empty input → NaN bounds; n_boot = 0 → NaN bounds (CI not computed).
-    """
-    values = np.asarray(values, dtype=np.float64)
-    flat = values.ndim == 1
-    values = values[:, None] if flat else values
-    n, m = values.shape
-    if n == 0 or n_boot <= 0:
-        out = np.full((m, 2), np.nan)
-        return out[0] if flat else out
-    means = _resampled_means(values, n_boot, np.random.default_rng(seed), max_elements)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    out = np.percentile(means, [tail, 100.0 - tail], axis=0).T  # [m, 2]
-    return out[0] if flat else out
-
-
-def paired_bootstrap(
-    variant: np.ndarray,
-    baseline: np.ndarray,
-    n_boot: int = 1000,
-    seed: int = 0,
-    confidence: float = 0.95,
-    max_elements: int = 1 << 23,
-) -> dict:
-    """Compare two variants measured on the SAME users, resampling users jointly.
-
-    ``variant`` and ``baseline`` are per-user metric values [n] aligned by user. Returns the
-    point estimates and percentile CIs of delta = mean(variant) − mean(baseline) and of
-    lift = delta / mean(baseline) (NaN where the baseline mean is 0), and ``significant``
-    (the delta CI excludes 0).
-    """
-    variant = np.asarray(variant, dtype=np.float64)
-    baseline = np.asarray(baseline, dtype=np.float64)
-    if variant.shape != baseline.shape or variant.ndim != 1:
-        raise ValueError("paired_bootstrap needs two per-user arrays of the same length")
-    n = len(variant)
-    mean_v = float(variant.mean()) if n else np.nan
-    mean_b = float(baseline.mean()) if n else np.nan
-    delta = mean_v - mean_b
-    lift = delta / mean_b if mean_b else np.nan
-    result = {
-        "n": n,
-        "variant": mean_v,
-        "baseline": mean_b,
-        "delta": delta,
-        "delta_ci": [np.nan, np.nan],
-        "lift": lift,
-        "lift_ci": [np.nan, np.nan],
-        "significant": False,
-    }
-    if n == 0 or n_boot <= 0:
-        return result
-    pairs = np.stack([variant, baseline], axis=1)  # resampled together: the pairing
-    means = _resampled_means(pairs, n_boot, np.random.default_rng(seed), max_elements)
-    deltas = means[:, 0] - means[:, 1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lifts = np.where(means[:, 1] > 0, deltas / means[:, 1], np.nan)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(deltas, [tail, 100.0 - tail])
-    result["delta_ci"] = [float(low), float(high)]
-    finite = lifts[np.isfinite(lifts)]
-    if len(finite) == n_boot:  # a lift CI only when every resample has a non-zero baseline
-        result["lift_ci"] = [float(v) for v in np.percentile(finite, [tail, 100.0 - tail])]
-    result["significant"] = bool(low > 0 or high < 0)
-    return result
+    return mask

@@ -1,7 +1,8 @@
 """User sequences from the interactions table (SPEC §3), shared by the train and evaluate steps.
 
 Numpy only. The interactions table is sorted by (user_idx, timestamp, original order), so each
-user's interactions are one contiguous, time-ordered run: we keep them as CSR arrays.
+user's interactions are one contiguous, time-ordered run: we keep them as CSR arrays. Model
+inputs are LEFT-padded with item 0 (the most recent item is the last column).
 """
 
 from __future__ import annotations
@@ -58,6 +59,26 @@ class UserSequences:
         np.cumsum(counts, out=offsets[1:])
         return offsets, self.item_idx[keep]
 
+    def first_of_split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(position, user) of each user's first interaction of ``split``, in user order."""
+        positions = np.flatnonzero(self.split_code == SPLIT_CODE[split])
+        users = np.searchsorted(self.offsets, positions, side="right") - 1
+        first = np.ones(len(positions), dtype=bool)
+        first[1:] = users[1:] != users[:-1]
+        return positions[first], users[first]
+
+    def history(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """CSR (offsets, item_idx) of what each user interacted with before their first
+        ``split`` interaction. Rows are the users with a ``split`` interaction, in user order
+        (the rows of ``prefixes``)."""
+        positions, users = self.first_of_split(split)
+        starts = self.offsets[users]
+        lengths = positions - starts
+        offsets = np.zeros(len(users) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
+        return offsets, self.item_idx[np.repeat(starts, lengths) + within]
+
     def prefixes(self, split: str, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For each user with an interaction in ``split``: (user_idx, prefix, target).
 
@@ -65,14 +86,20 @@ class UserSequences:
         before it (any split), left-padded with 0. With leave-one-out, the valid prefix is the
         train items and the test prefix is train + valid: the target is never in its prefix.
         """
-        code = SPLIT_CODE[split]
-        positions = np.flatnonzero(self.split_code == code)
-        users = np.searchsorted(self.offsets, positions, side="right") - 1
-        first = np.ones(len(positions), dtype=bool)
-        first[1:] = users[1:] != users[:-1]
-        positions, users = positions[first], users[first]
+        positions, users = self.first_of_split(split)
         # columns j = 0..max_len-1 read positions (target - max_len + j); before the user's start → pad
         cols = positions[:, None] - max_len + np.arange(max_len)[None, :]
         valid = cols >= self.offsets[users][:, None]
         prefix = np.where(valid, self.item_idx[np.clip(cols, 0, None)], 0)
         return users.astype(np.int64), prefix.astype(np.int64), self.item_idx[positions]
+
+
+def trim_left_padding(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Drop the leading columns that are padding in every row of ``arrays[0]``.
+
+    The model's output does not depend on leading padding (padded keys are masked, positions are
+    counted from the right), so this only saves work: short-sequence batches get short.
+    """
+    used = np.flatnonzero((arrays[0] != 0).any(axis=0))
+    first = int(used[0]) if len(used) else arrays[0].shape[1] - 1
+    return tuple(a[:, first:] for a in arrays)

@@ -27,6 +27,7 @@ def evaluate(
     import json
     import os
 
+    from components.core.eval_artifact import METRICS_FILE, METRICS_MD_FILE
     from components.evaluate.evaluate import evaluate as run_evaluate
     from components.kfp_support import copy_file, restore_ints, ui_metric_key, write_artifact_dir
 
@@ -41,12 +42,12 @@ def evaluate(
 
     write_artifact_dir(evaluation.path, produce)
     evaluation.metadata["variant"] = variant
-    with open(os.path.join(evaluation.path, "metrics.json")) as handle:
+    with open(os.path.join(evaluation.path, METRICS_FILE)) as handle:
         result = json.load(handle)
     for name, value in result["summary"].items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             metrics.log_metric(ui_metric_key(variant, name), float(value))
-    copy_file(os.path.join(evaluation.path, "metrics.md"), summary.path)
+    copy_file(os.path.join(evaluation.path, METRICS_MD_FILE), summary.path)
 
 
 def component(image: str | None = None):

@@ -64,7 +64,7 @@ def report(
 
     from components.kfp_support import copy_file, restore_ints, ui_metric_key, write_artifact_dir
     from components.report.component import variant_dirs
-    from components.report.report import COMPARISON_FILE
+    from components.report.report import COMPARISON_FILE, REPORT_HTML, REPORT_MD
     from components.report.report import report as run_report
 
     evals = variant_dirs(evaluations, baseline)
@@ -75,8 +75,8 @@ def report(
         )
 
     write_artifact_dir(report_dir.path, produce)
-    copy_file(os.path.join(report_dir.path, "report.html"), report_html.path)
-    copy_file(os.path.join(report_dir.path, "report.md"), report_md.path)
+    copy_file(os.path.join(report_dir.path, REPORT_HTML), report_html.path)
+    copy_file(os.path.join(report_dir.path, REPORT_MD), report_md.path)
     report_dir.metadata["variants"] = sorted(evals)
     report_dir.metadata["baseline"] = baseline
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from components.clitools import HelpFormatter, add_output_arguments, run_cli
-from components.stats import weighting as W
+from components.core import weighting as W
+from components.stats.config import default_of, stats_option_names
 
 EXAMPLES = f"""outputs (in --output, replaced atomically):
   domain_stats.parquet  one row per domain, sparsest first: n_d u_d i_d p_d idf_d user_ratio
@@ -18,6 +19,9 @@ EXAMPLES = f"""outputs (in --output, replaced atomically):
 --fixed-domains default: the domains whose train share is below
 {W.FIXED_DEFAULT_SHARE_FRACTION:g} x 1/|D| (the clearly sparse ones), else the sparsest domain;
 recorded in weights.json params.fixed_domains.
+
+Every weighting parameter used is recorded in weights.json params: the train step trains with
+them (e.g. --beta 0.5 --agg max here: train uses 0.5 and max unless its own --beta/--agg is given).
 
 Unlabelled domains ({", ".join(W.UNLABELLED_DOMAINS)}: items without a known domain) are not
 a niche to boost: weight 1 under every scheme, left out of every target's normalisation and of
@@ -51,11 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--power-threshold",
         type=float,
         nargs="+",
-        default=[0.5, 0.2],
+        dest="power_thresholds",
+        default=list(default_of("power_thresholds")),
         metavar="θ",
         help="a power user of d has >= θ of their train interactions in d; one count column per θ",
     )
-    p = W.DEFAULT_PARAMS
     fixed = parser.add_argument_group("fixed scheme (PinnerFormerLite)")
     fixed.add_argument(
         "--fixed-domains",
@@ -63,38 +67,52 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DOMAIN",
         help="domains weighted --fixed-weight (default: the clearly sparse domains, see below)",
     )
-    fixed.add_argument("--fixed-weight", type=float, default=p["fixed_weight"])
+    fixed.add_argument("--fixed-weight", type=float, default=default_of("fixed_weight"))
     inverse = parser.add_argument_group("inverse scheme and bounds")
-    inverse.add_argument("--gamma", type=float, default=p["gamma"], help="power of (p̄ / p_d)")
-    inverse.add_argument("--w-min", type=float, default=p["w_min"], help="lower clip bound")
-    inverse.add_argument("--w-max", type=float, default=p["w_max"], help="upper clip bound")
+    inverse.add_argument(
+        "--gamma", type=float, default=default_of("gamma"), help="power of (p̄ / p_d)"
+    )
+    inverse.add_argument(
+        "--w-min", type=float, default=default_of("w_min"), help="lower clip bound"
+    )
+    inverse.add_argument(
+        "--w-max", type=float, default=default_of("w_max"), help="upper clip bound"
+    )
     dynamic = parser.add_argument_group("dynamic scheme (DWL)")
-    dynamic.add_argument("--beta", type=float, default=p["beta"], help="EMA factor")
     dynamic.add_argument(
-        "--target", choices=W.TARGETS, default=p["target"], help="what dynamic moves toward"
+        "--beta", type=float, default=default_of("beta"), help="EMA factor (recorded for train)"
+    )
+    dynamic.add_argument(
+        "--target",
+        choices=W.TARGETS,
+        default=default_of("target"),
+        help="what dynamic moves toward",
     )
     dynamic.add_argument(
         "--lambdas",
         type=float,
         nargs=3,
-        default=p["lambdas"],
+        default=list(default_of("lambdas")),
         metavar=("L_IDF", "L_USER", "L_ENTROPY"),
         help="composite score weights",
     )
     dynamic.add_argument(
-        "--alpha", type=float, default=p["alpha"], help="composite: w = 1 + alpha * zscore(S)"
+        "--alpha",
+        type=float,
+        default=default_of("alpha"),
+        help="composite: w = 1 + alpha * zscore(S)",
     )
     dynamic.add_argument(
         "--agg",
         choices=W.AGGS,
-        default=p["agg"],
+        default=default_of("agg"),
         help="per-example weight over an item's domains (recorded for train)",
     )
     unlabelled = parser.add_argument_group("unlabelled domains (items without a known domain)")
     unlabelled.add_argument(
         "--unlabelled-domains",
         nargs="+",
-        default=list(W.UNLABELLED_DOMAINS),
+        default=list(default_of("unlabelled_domains")),
         metavar="DOMAIN",
         help="domain names meaning 'no domain known': weight 1, out of every target",
     )
@@ -109,24 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> None:
     from components.stats.domain_stats import compute_stats
 
-    summary = compute_stats(
-        args.dataset,
-        args.output,
-        power_thresholds=args.power_threshold,
-        fixed_domains=args.fixed_domains,
-        fixed_weight=args.fixed_weight,
-        gamma=args.gamma,
-        w_min=args.w_min,
-        w_max=args.w_max,
-        beta=args.beta,
-        target=args.target,
-        lambdas=args.lambdas,
-        alpha=args.alpha,
-        agg=args.agg,
-        unlabelled_domains=args.unlabelled_domains,
-        boost_unlabelled=args.boost_unlabelled,
-        overwrite=args.overwrite,
-    )
+    # every option's dest is its StatsConfig field name
+    options = {name: getattr(args, name) for name in stats_option_names()}
+    summary = compute_stats(args.dataset, args.output, overwrite=args.overwrite, **options)
     print(
         f"wrote {summary['output']}: {summary['n_domains']} domains, "
         f"{summary['n_train_interactions']:,} train interactions, "

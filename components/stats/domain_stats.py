@@ -7,20 +7,19 @@ rows: an interaction counts once in each distinct domain of its item (multi-labe
 from __future__ import annotations
 
 import logging
-import math
-import numbers
-from dataclasses import dataclass
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from components.core import weighting as W
 from components.download import localize
-from components.errors import ConfigError, InputError
-from components.io import atomic_dir, check_output, write_json_atomic, write_parquet_atomic
+from components.errors import InputError
+from components.io import atomic_dir, check_output, write_parquet_atomic
 from components.schema import NO_DOMAIN, dataset_fingerprint, load_dataset
-from components.stats import weighting as W
+from components.stats.config import StatsConfig, stats_config
 
 log = logging.getLogger(__name__)
 
@@ -34,145 +33,6 @@ POWER_USERS_SCHEMA = pa.schema(
         pa.field("share", pa.float64(), nullable=False),
     ]
 )
-
-
-@dataclass
-class StatsConfig:
-    """Parameters of the stats step; the scheme parameters are recorded in weights.json."""
-
-    power_thresholds: tuple[float, ...] = (0.5, 0.2)
-    fixed_domains: list[str] | None = None  # None → default_fixed_domains (the clearly sparse)
-    fixed_weight: float = 2.0
-    gamma: float = 0.5
-    w_min: float = 0.5
-    w_max: float = 5.0
-    beta: float = 0.9
-    target: str = "inverse"
-    lambdas: tuple[float, float, float] = (0.6, 0.3, 0.1)
-    alpha: float = 0.5
-    agg: str = "mean"
-    # names meaning "no domain known": weight 1 under every scheme, out of every target and of
-    # the default fixed set, unless boost_unlabelled (then they are ordinary domains)
-    unlabelled_domains: tuple[str, ...] = W.UNLABELLED_DOMAINS
-    boost_unlabelled: bool = False
-
-    def validate(self) -> None:
-        """ConfigError naming the option and what is allowed; run before any data is read."""
-        thresholds = _numbers("--power-threshold", self.power_thresholds)
-        if not thresholds:
-            raise ConfigError("--power-threshold: give at least one threshold")
-        bad = [t for t in thresholds if not 0 < t <= 1]
-        if bad:
-            raise ConfigError(f"--power-threshold: values must be in (0, 1], got {bad}")
-        for option, value in (
-            ("--fixed-weight", self.fixed_weight),
-            ("--gamma", self.gamma),
-            ("--w-min", self.w_min),
-            ("--w-max", self.w_max),
-            ("--beta", self.beta),
-            ("--alpha", self.alpha),
-        ):
-            _finite(option, value)
-        if not self.w_min > 0:
-            raise ConfigError(f"--w-min: must be > 0, got {self.w_min}")
-        if not self.w_min <= self.w_max:
-            raise ConfigError(
-                f"--w-min/--w-max: need --w-min <= --w-max, got {self.w_min} > {self.w_max}"
-            )
-        if self.gamma < 0:
-            raise ConfigError(f"--gamma: must be >= 0, got {self.gamma}")
-        if not self.fixed_weight > 0:
-            raise ConfigError(f"--fixed-weight: must be > 0, got {self.fixed_weight}")
-        if not 0 <= self.beta < 1:
-            raise ConfigError(f"--beta: must be in [0, 1), got {self.beta}")
-        if self.target not in W.TARGETS:
-            raise ConfigError(f"--target: {self.target!r} is not one of {list(W.TARGETS)}")
-        if self.agg not in W.AGGS:
-            raise ConfigError(f"--agg: {self.agg!r} is not one of {list(W.AGGS)}")
-        lambdas = _numbers("--lambdas", self.lambdas)
-        if len(lambdas) != 3 or min(lambdas) < 0 or sum(lambdas) <= 0:
-            raise ConfigError(
-                f"--lambdas: need 3 finite values >= 0 with a positive sum; got {list(lambdas)}"
-            )
-        if self.alpha < 0:
-            raise ConfigError(f"--alpha: must be >= 0, got {self.alpha}")
-        if self.fixed_domains is not None and (
-            isinstance(self.fixed_domains, str)
-            or not all(isinstance(d, str) and d for d in self.fixed_domains)
-        ):
-            raise ConfigError(f"--fixed-domains: expected domain names, got {self.fixed_domains}")
-        if isinstance(self.unlabelled_domains, str) or not all(
-            isinstance(d, str) and d for d in self.unlabelled_domains
-        ):
-            raise ConfigError(
-                f"--unlabelled-domains: expected domain names, got {self.unlabelled_domains!r}"
-            )
-        if not isinstance(self.boost_unlabelled, bool):
-            raise ConfigError(
-                f"--boost-unlabelled: expected true or false, got {self.boost_unlabelled!r}"
-            )
-
-    def unlabelled_in(self, domains: list[str]) -> list[str]:
-        """The domains of this dataset held at weight 1 as unlabelled (none if boosting them)."""
-        if self.boost_unlabelled:
-            return []
-        names = set(self.unlabelled_domains)
-        return [d for d in domains if d in names]
-
-
-def _finite(option: str, value) -> float:
-    """``value`` as a float; ConfigError naming ``option`` if it is not a finite number."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ConfigError(f"{option}: expected a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ConfigError(f"{option}: must be a finite number, got {value}")
-    return float(value)
-
-
-def _numbers(option: str, values) -> tuple[float, ...]:
-    if isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
-        raise ConfigError(f"{option}: expected a list of numbers, got {values!r}")
-    return tuple(_finite(option, v) for v in values)
-
-
-def stats_config(
-    power_thresholds=(0.5, 0.2),
-    fixed_domains=None,
-    fixed_weight: float = 2.0,
-    gamma: float = 0.5,
-    w_min: float = 0.5,
-    w_max: float = 5.0,
-    beta: float = 0.9,
-    target: str = "inverse",
-    lambdas=(0.6, 0.3, 0.1),
-    alpha: float = 0.5,
-    agg: str = "mean",
-    unlabelled_domains=W.UNLABELLED_DOMAINS,
-    boost_unlabelled: bool = False,
-) -> StatsConfig:
-    """compute_stats' options → a validated StatsConfig (the pipeline's pre-run check uses it)."""
-    config = StatsConfig(
-        power_thresholds=_numbers("--power-threshold", power_thresholds),
-        fixed_domains=fixed_domains,
-        fixed_weight=fixed_weight,
-        gamma=gamma,
-        w_min=w_min,
-        w_max=w_max,
-        beta=beta,
-        target=target,
-        lambdas=_numbers("--lambdas", lambdas),
-        alpha=alpha,
-        agg=agg,
-        unlabelled_domains=unlabelled_domains,
-        boost_unlabelled=boost_unlabelled,
-    )
-    config.validate()
-    config.power_thresholds = tuple(sorted(set(config.power_thresholds), reverse=True))
-    config.fixed_domains = list(fixed_domains) if fixed_domains else None
-    config.unlabelled_domains = tuple(unlabelled_domains)
-    for name in ("fixed_weight", "gamma", "w_min", "w_max", "beta", "alpha"):
-        setattr(config, name, float(getattr(config, name)))
-    return config
 
 
 def _item_domain_pairs(items: pa.Table, domain_names: list[str]) -> pa.Table:
@@ -352,23 +212,17 @@ def _clean(value):
 def _weights_document(dataset, stats, targets, order, config, fixed_domains, fixed_default):
     ordered = [stats["domains"][k] for k in order]
     pos = {d: k for k, d in enumerate(stats["domains"])}
+    # every weighting parameter as used: what the train step takes unless told otherwise
+    used = {f.name: getattr(config, f.name) for f in fields(W.WeightingParams)}
+    used.update(fixed_domains=fixed_domains, lambdas=list(config.lambdas))
     params = {
-        "fixed_domains": fixed_domains,
+        **used,
         "fixed_domains_rule": (
             "given"
             if not fixed_default
             else f"default: domains with share < {W.FIXED_DEFAULT_SHARE_FRACTION:g}/|D|, "
             f"else the sparsest"
         ),
-        "fixed_weight": config.fixed_weight,
-        "gamma": config.gamma,
-        "w_min": config.w_min,
-        "w_max": config.w_max,
-        "beta": config.beta,
-        "target": config.target,
-        "lambdas": list(config.lambdas),
-        "alpha": config.alpha,
-        "agg": config.agg,
         # the domains held at weight 1 as "no domain known" (train applies the same)
         "unlabelled_domains": config.unlabelled_in(stats["domains"]),
         "unlabelled_names": list(config.unlabelled_domains),
@@ -403,28 +257,13 @@ def _weights_document(dataset, stats, targets, order, config, fixed_domains, fix
     }
 
 
-def compute_stats(
-    dataset_dir,
-    output_dir,
-    power_thresholds=(0.5, 0.2),
-    fixed_domains=None,
-    fixed_weight: float = 2.0,
-    gamma: float = 0.5,
-    w_min: float = 0.5,
-    w_max: float = 5.0,
-    beta: float = 0.9,
-    target: str = "inverse",
-    lambdas=(0.6, 0.3, 0.1),
-    alpha: float = 0.5,
-    agg: str = "mean",
-    unlabelled_domains=W.UNLABELLED_DOMAINS,
-    boost_unlabelled: bool = False,
-    *,
-    overwrite: bool = False,
-) -> dict:
+def compute_stats(dataset_dir, output_dir, *, overwrite: bool = False, **options) -> dict:
     """Run the stats step: read an ingest output, write domain_stats.parquet, power_users.parquet,
     weights.json, report.md/.html (+ the chart PNG) into ``output_dir`` atomically.
 
+    ``options``: any StatsConfig field (power_thresholds, fixed_domains, the weighting
+    parameters gamma, w_min, w_max, beta, target, lambdas, alpha, agg, fixed_weight, and
+    unlabelled_domains, boost_unlabelled); an unknown name is a ConfigError.
     ``unlabelled_domains``: names meaning "no domain known" (default ``(none)``, ``unknown``,
     ``(no genres listed)``): weight 1 under every scheme, left out of the targets' normalisation
     and the default fixed set, reported as their own cohort; ``boost_unlabelled=True`` treats
@@ -433,21 +272,7 @@ def compute_stats(
     only a previous stats output unless ``overwrite``, never the dataset (components.io)."""
     from components.stats.report import write_reports
 
-    config = stats_config(
-        power_thresholds=power_thresholds,
-        fixed_domains=fixed_domains,
-        fixed_weight=fixed_weight,
-        gamma=gamma,
-        w_min=w_min,
-        w_max=w_max,
-        beta=beta,
-        target=target,
-        lambdas=lambdas,
-        alpha=alpha,
-        agg=agg,
-        unlabelled_domains=unlabelled_domains,
-        boost_unlabelled=boost_unlabelled,
-    )
+    config = stats_config(**options)
     output = {"step": "stats", "inputs": (dataset_dir,), "overwrite": overwrite}
     check_output(output_dir, **output)
     dataset = load_dataset(localize(str(dataset_dir)))
@@ -478,7 +303,7 @@ def compute_stats(
     with atomic_dir(output_dir, **output) as staging:
         write_parquet_atomic(table, staging / DOMAIN_STATS_FILE)
         write_parquet_atomic(power_users, staging / POWER_USERS_FILE)
-        write_json_atomic(staging / W.WEIGHTS_FILE, document)
+        W.save_weights(staging, document)
         write_reports(staging, table, document)
     log.info("stats: wrote %s", output_dir)
     return {

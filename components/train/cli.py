@@ -10,12 +10,18 @@ import sys
 from dataclasses import fields
 
 from components.clitools import HelpFormatter, add_output_arguments, run_cli
+from components.core.weighting import AGGS, DEFAULTS, SCHEMES
 
 # Mirrors TrainConfig / ModelConfig defaults without importing torch (checked by a test).
-SCHEMES = ("none", "fixed", "inverse", "dynamic")
 LOSSES = ("ce", "sampled", "bce", "gbce", "mml")
+# The weighting options: not given = the value the stats step recorded in weights.json.
+RECORDED = "default: as recorded in weights.json, else"
 
-EXAMPLES = """examples:
+EXAMPLES = """The weighting parameters are those the stats step recorded in weights.json (e.g. its
+--beta, --agg, --target); --beta, --agg or --update-every-steps given here win. config.json
+records the values used ("weighting") and where each came from ("weighting_sources").
+
+examples:
   python -m components.train --dataset out/ml100k --weights out/stats/weights.json \\
       --output out/model-dynamic --scheme dynamic --loss ce
   python -m components.train --dataset out/beauty --output out/beauty-none --max-len 50 \\
@@ -99,18 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     loss.add_argument("--temperature", type=float, default=1.0, help="sampled softmax τ")
     loss.add_argument("--gbce-t", type=float, default=0.75, help="gBCE calibration t")
-    loss.add_argument("--beta", type=float, default=0.9, help="dynamic: EMA factor β")
+    loss.add_argument(
+        "--beta",
+        type=float,
+        default=argparse.SUPPRESS,
+        help=f"dynamic: EMA factor β ({RECORDED} {DEFAULTS.beta:g})",
+    )
     loss.add_argument(
         "--update-every-steps",
         type=int,
-        default=0,
-        help="dynamic: update the weights every K steps; 0 = each epoch end",
+        default=argparse.SUPPRESS,
+        help="dynamic: update the weights every K steps; 0 = each epoch end "
+        f"({RECORDED} {DEFAULTS.update_every_steps})",
     )
     loss.add_argument(
         "--agg",
-        choices=("mean", "max"),
-        default="mean",
-        help="ω of a multi-domain item from its domains' weights",
+        choices=AGGS,
+        default=argparse.SUPPRESS,
+        help=f"ω of a multi-domain item from its domains' weights ({RECORDED} {DEFAULTS.agg})",
     )
 
     dev = parser.add_argument_group("devices")
@@ -130,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace) -> dict:
     """The keyword options of ``train`` from parsed arguments."""
-    from components.train.model import ModelConfig
+    from components.core.model import ModelConfig
     from components.train.trainer import TrainConfig
 
     names = {f.name for f in fields(TrainConfig)} | {f.name for f in fields(ModelConfig)}

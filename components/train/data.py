@@ -68,14 +68,3 @@ def epoch_batches(
 def shard(batch: np.ndarray, rank: int, world_size: int) -> np.ndarray:
     """This process's share of a global batch (contiguous, sizes differ by at most one)."""
     return np.array_split(batch, world_size)[rank]
-
-
-def trim_left_padding(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Drop the leading columns that are padding in every row of ``arrays[0]``.
-
-    The model's output does not depend on leading padding (padded keys are masked, positions are
-    counted from the right), so this only saves work: short-sequence batches get short.
-    """
-    used = np.flatnonzero((arrays[0] != 0).any(axis=0))
-    first = int(used[0]) if len(used) else arrays[0].shape[1] - 1
-    return tuple(a[:, first:] for a in arrays)

@@ -26,12 +26,12 @@ import tempfile
 from collections import deque
 from pathlib import Path
 
+from components.core.model_artifact import ARTIFACT_FILES
 from components.errors import ConfigError, DwlrecError
 
 log = logging.getLogger("dwlrec.train")
 
 GCS_MOUNT = "/gcs"  # where Vertex AI mounts Cloud Storage buckets (gcsfuse)
-ARTIFACT_FILES = ("model.pt", "config.json", "train_log.jsonl", "weights_history.json")
 TAIL_LINES = 40  # lines of a failed torchrun's output quoted in the error
 
 
@@ -201,8 +201,9 @@ def train_task(
 
     The task's parameters (variant, loss, epochs, device) win over the same keys in ``options``.
     """
+    from components.core.devices import resolve_device
     from components.kfp_support import write_artifact_dir
-    from components.train.trainer import resolve_device, split_options, train
+    from components.train.trainer import split_options, train
 
     configure_logging()
     fixed = {"scheme": variant, "loss": loss, "epochs": epochs, "device": device}

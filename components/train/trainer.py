@@ -31,7 +31,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,47 +39,47 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from components.core.devices import DEVICES, resolve_device
+from components.core.metrics import ndcg_at_k, recall_at_k
+from components.core.model import ModelConfig, SeqRecModel
+from components.core.model_artifact import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    LOG_FILE,
+    MODEL_FILE,
+    load_torch_file,
+    save_torch_file,
+    write_model_artifact,
+)
+from components.core.ranking import ranks_from_embeddings, user_states
+from components.core.sequences import UserSequences, trim_left_padding
+from components.core.weighting import (
+    PARAMETER_NAMES,
+    SCHEMES,
+    DomainWeighter,
+    WeightingSpec,
+    check_dataset,
+    load_weights,
+    resolve_spec,
+)
 from components.errors import ConfigError, DwlrecError, InputError
-from components.evaluate.metrics import ndcg_at_k, ranks_from_embeddings, recall_at_k, user_states
 from components.io import (
     atomic_dir,
-    atomic_file,
     check_output,
     library_versions,
     read_output_marker,
-    sha256_file,
-    write_json_atomic,
     write_output_marker,
     write_text_atomic,
 )
 from components.schema import dataset_fingerprint, load_dataset
-from components.sequences import UserSequences
-from components.stats.weighting import (
-    SCHEMES,
-    DomainWeighter,
-    WeightingConfig,
-    check_dataset,
-    load_weights,
-)
-from components.train.data import TrainWindows, epoch_batches, shard, trim_left_padding
+from components.train.data import TrainWindows, epoch_batches, shard
 from components.train.losses import LOSSES, LossFunction, train_item_probs, weighted_mean
-from components.train.model import (
-    CONFIG_FILE,
-    MODEL_FILE,
-    MODEL_SHA256_KEY,
-    ModelConfig,
-    SeqRecModel,
-    load_torch_file,
-)
 
 log = logging.getLogger("dwlrec.train")
 
-LOG_FILE = "train_log.jsonl"
-HISTORY_FILE = "weights_history.json"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
-DEVICES = ("auto", "cpu", "cuda")
 DECAYS = ("none", "linear", "cosine")
 # options that may differ between a run and its --resume (everything else must match)
 RESUMABLE_CHANGES = {
@@ -116,9 +116,10 @@ class TrainConfig:
     negatives: int = 128  # R (sampled) or k (gbce, mml); bce uses 1
     temperature: float = 1.0  # sampled softmax
     gbce_t: float = 0.75
-    beta: float = 0.9  # dynamic: EMA factor
-    update_every_steps: int = 0  # dynamic: 0 = update at each epoch end
-    agg: str = "mean"  # ω of a multi-domain item: mean | max of its domains' weights
+    # the weighting parameters train may set (WeightingSpec); None = as weights.json recorded
+    beta: float | None = None  # dynamic: EMA factor
+    update_every_steps: int | None = None  # dynamic: 0 = update at each epoch end
+    agg: str | None = None  # ω of a multi-domain item: mean | max of its domains' weights
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # CPU threads for torch; 0 = torch's default
     compile: bool = False  # torch.compile the model (CUDA)
@@ -133,8 +134,6 @@ class TrainConfig:
         by LossFunction once the dataset is known, still before training."""
         import numbers
 
-        from components.stats.weighting import AGGS
-
         def option(name: str) -> str:
             return f"--{name.replace('_', '-')}"
 
@@ -143,7 +142,6 @@ class TrainConfig:
             ("loss", LOSSES),
             ("device", DEVICES),
             ("decay", DECAYS),
-            ("agg", AGGS),
         ):
             value = getattr(self, name)
             if value not in allowed:
@@ -159,7 +157,6 @@ class TrainConfig:
             ("warmup_steps", 0),
             ("patience", 0),
             ("seed", 0),
-            ("update_every_steps", 0),
             ("threads", 0),
             ("length_buckets", 0),
             ("stop_after_epochs", 0),
@@ -176,7 +173,6 @@ class TrainConfig:
             "grad_clip": (lambda v: v >= 0, ">= 0 (0 = off)"),
             "temperature": (lambda v: v > 0, "> 0"),
             "gbce_t": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-            "beta": (lambda v: 0 <= v < 1, "in [0, 1)"),
         }
         for name, (ok, allowed) in reals.items():
             value = getattr(self, name)
@@ -191,6 +187,15 @@ class TrainConfig:
                 raise ConfigError(
                     f"{option(name)}: expected true or false, got {getattr(self, name)!r}"
                 )
+        WeightingSpec(scheme=self.scheme, **self.weighting_given()).validate()
+
+    def weighting_given(self) -> dict:
+        """The weighting parameters given explicitly (the others: as weights.json recorded)."""
+        return {k: getattr(self, k) for k in WEIGHTING_OPTIONS if getattr(self, k) is not None}
+
+
+# the TrainConfig fields that are WeightingSpec parameters: given, they override weights.json
+WEIGHTING_OPTIONS = tuple(f.name for f in fields(TrainConfig) if f.name in PARAMETER_NAMES)
 
 
 def split_options(options: dict) -> tuple[TrainConfig, dict]:
@@ -205,21 +210,7 @@ def split_options(options: dict) -> tuple[TrainConfig, dict]:
     return cfg, {k: v for k, v in options.items() if k in model_names}
 
 
-# ---- devices and processes ----
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto|cpu|cuda`` → this process's device; ``cuda`` without a CUDA device is a ConfigError."""
-    if name not in DEVICES:
-        raise ConfigError(f"--device: {name!r} is not one of {list(DEVICES)}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "--device cuda: no CUDA device is available (torch.cuda.is_available() "
-            "is False); use --device cpu or auto"
-        )
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(f"cuda:{local_rank}" if name == "cuda" else "cpu")
+# ---- devices and processes (resolve_device: components.core.devices) ----
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -296,13 +287,8 @@ def evaluate_split(
     was_training = model.training
     _, prefix, target = seqs.prefixes(split, model.cfg.max_len)
     states = user_states(model, prefix, device, batch_size)  # puts the model in eval mode
-    ranks = (
-        ranks_from_embeddings(
-            states, model.item_embeddings().float(), torch.from_numpy(target).to(device)
-        )
-        .cpu()
-        .numpy()
-    )
+    ranks, _ = ranks_from_embeddings(states, model.item_embeddings(), target)
+    ranks = ranks.cpu().numpy()
     model.train(was_training)
     return {
         "users": len(target),
@@ -329,11 +315,6 @@ def lr_lambda(cfg: TrainConfig, total_steps: int):
 
 
 # ---- checkpoints ----
-
-
-def _save(obj, path: Path) -> None:
-    with atomic_file(path, "wb") as handle:
-        torch.save(obj, handle)
 
 
 def _digest(obj, digest) -> None:
@@ -369,7 +350,7 @@ def checkpoint_checksum(payload: dict) -> str:
 
 def save_checkpoint(payload: dict, path: Path) -> None:
     """Write a checkpoint dict with its ``checksum`` (atomically)."""
-    _save({**payload, "checksum": checkpoint_checksum(payload)}, path)
+    save_torch_file({**payload, "checksum": checkpoint_checksum(payload)}, path)
 
 
 def load_checkpoint(path: Path, keys=()) -> dict:
@@ -564,18 +545,22 @@ def _train(dataset_dir, weights_path, out: Path, *, resume: bool, **options) -> 
     # -- inputs: every check before anything is written --
     dataset = load_dataset(dataset_dir)
     fingerprint = dataset_fingerprint(dataset)
-    weighting = WeightingConfig(
-        scheme=cfg.scheme, beta=cfg.beta, update_every_steps=cfg.update_every_steps, agg=cfg.agg
-    )
-    weighting.validate()
     if weights_path is None:
         if cfg.scheme != "none":
             raise ConfigError(f"--weights is required for --scheme {cfg.scheme}")
         weights = None
     else:
         weights = load_weights(weights_path)
-        check_dataset(weights, fingerprint)  # e.g. another dataset's item count
-    weighter = DomainWeighter(weighting, weights, dataset.item_domains()) if weights else None
+        check_dataset(weights, fingerprint, weights_path)  # e.g. another dataset's item count
+    # the spec: each option given explicitly, else what weights.json recorded, else the default
+    spec, spec_sources = resolve_spec(
+        cfg.scheme,
+        weights and weights["params"],
+        str(weights_path),
+        **cfg.weighting_given(),
+    )
+    cfg = replace(cfg, **{k: getattr(spec, k) for k in WEIGHTING_OPTIONS})  # the values used
+    weighter = DomainWeighter(spec, weights, dataset.item_domains()) if weights else None
     model_cfg = ModelConfig(n_items=dataset.n_items, **model_options)
     seqs = UserSequences.from_interactions(dataset.interactions, dataset.n_items)
     train_offsets, train_items = seqs.train_sequences()
@@ -775,10 +760,10 @@ def _train(dataset_dir, weights_path, out: Path, *, resume: bool, **options) -> 
     if proc.is_main:
         if best_state is None:  # the best epoch was before this invocation (resume)
             best_state = load_checkpoint(ckpt_dir / BEST_CHECKPOINT, ("model",))["model"]
-        _save(best_state, out / MODEL_FILE)
-        write_json_atomic(out / HISTORY_FILE, weighter.history if weighter is not None else [])
-        write_json_atomic(
-            out / CONFIG_FILE,
+        write_model_artifact(
+            out,
+            best_state,
+            weighter.history if weighter is not None else [],
             {
                 "model": asdict(model_cfg),
                 "train": asdict(cfg),
@@ -788,6 +773,8 @@ def _train(dataset_dir, weights_path, out: Path, *, resume: bool, **options) -> 
                 "dataset": fingerprint,
                 "weights_file": None if weights_path is None else str(weights_path),
                 "weighting": weighter.params if weighter is not None else None,
+                # where each weighting value came from: train option | weights.json | default
+                "weighting_sources": spec_sources if weighter is not None else None,
                 "epochs_run": state["epoch"],
                 "best_epoch": state["best_epoch"],
                 "best_val": state["best_val"],
@@ -796,7 +783,6 @@ def _train(dataset_dir, weights_path, out: Path, *, resume: bool, **options) -> 
                 "device": str(device),
                 "precision": precision_name(amp_dtype),
                 "library_versions": library_versions(),
-                MODEL_SHA256_KEY: sha256_file(out / MODEL_FILE),
             },
         )
         if resume:

@@ -1,0 +1,1 @@
+"""What every step shares and no step owns."""
