@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, fields
 
+from components.core.stats_artifact import DEFAULT_POWER_THRESHOLDS
 from components.core.weighting import UNLABELLED_DOMAINS, WeightingParams
 from components.core.weighting.spec import finite_list
 from components.errors import ConfigError
@@ -18,7 +19,7 @@ class StatsConfig(WeightingParams):
     """Options of the stats step; the weighting parameters are recorded in weights.json."""
 
     # a power user of d has >= θ of their train interactions in d; one count per θ
-    power_thresholds: tuple[float, ...] = (0.5, 0.2)
+    power_thresholds: tuple[float, ...] = DEFAULT_POWER_THRESHOLDS
     # names meaning "no domain known": weight 1 under every scheme, out of every target and of
     # the default fixed set, unless boost_unlabelled (then they are ordinary domains)
     unlabelled_domains: tuple[str, ...] = UNLABELLED_DOMAINS

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from components.core import weighting as W
+from components.core.stats_artifact import DOMAIN_STATS_FILE, POWER_USERS_FILE
 from components.download import localize
 from components.errors import InputError
 from components.io import atomic_dir, check_output, write_parquet_atomic
@@ -23,8 +24,6 @@ from components.stats.config import StatsConfig, stats_config
 
 log = logging.getLogger(__name__)
 
-DOMAIN_STATS_FILE = "domain_stats.parquet"
-POWER_USERS_FILE = "power_users.parquet"
 
 POWER_USERS_SCHEMA = pa.schema(
     [
