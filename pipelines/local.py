@@ -61,9 +61,11 @@ def make_runner(runner: str, images: set[str], threads: int):
 def _check_image(image: str) -> None:
     """Fail clearly (instead of a Docker Hub pull that hangs offline) when ``image`` is absent."""
     try:
+        import docker.errors
+
         import docker
 
-        docker.from_env().images.get(image)
+        docker.from_env().images.get(image)  # type: ignore[attr-defined]
     except ImportError as exc:
         raise ConfigError("--runner docker needs the docker Python package") from exc
     except docker.errors.DockerException as exc:
@@ -179,6 +181,8 @@ def run_local(
         if task_logs.run_dir is not None:
             shutil.copyfile(spec_path, task_logs.run_dir / SPEC_NAME)
     seconds = time.perf_counter() - started
+    if task_logs.run_dir is None:
+        raise DwlrecError("local pipeline run executed no task")
     report_html = Path(run.outputs["report"].path) / "report.html"
     return {
         "runner": runner,

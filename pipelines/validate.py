@@ -21,7 +21,7 @@ DEMO_TRAIN_OPTIONS = {"max_len": 50, "batch_size": 128, "seed": 0}
 DEMO_EPOCHS = 8
 
 # Options set by pipeline parameters or by the compiled machine, not by *_options.
-RESERVED = {
+RESERVED: dict[str, dict[str, str | None]] = {
     "ingest_options": {"source": "source", "input_uri": "input_uri", "output_dir": None},
     "stats_options": {"fixed_domains": "fixed_domains", "dataset_dir": None, "output_dir": None},
     "train_options": {

@@ -80,7 +80,9 @@ def cohort_masks(per_user: pa.Table, domains: Domains) -> list[tuple[dict, np.nd
     The key is {"cohort": "overall"|"domain"|"power", "domain": str|None, "theta": float|None}.
     """
     n = per_user.num_rows
-    cohorts = [({"cohort": "overall", "domain": None, "theta": None}, np.ones(n, dtype=bool))]
+    cohorts: list[tuple[dict, np.ndarray]] = [
+        ({"cohort": "overall", "domain": None, "theta": None}, np.ones(n, dtype=bool))
+    ]
 
     def membership(column: str) -> dict[str, np.ndarray]:
         lists = per_user[column]

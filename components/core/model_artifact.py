@@ -107,8 +107,8 @@ def check_trained_on(config: dict, dataset: Dataset, model_dir: str | Path) -> N
 
 def model_summary(config: dict) -> dict:
     """Scheme, loss and training facts from a train step's config.json (tolerant of layout)."""
-    weighting = config.get("weighting") if isinstance(config.get("weighting"), dict) else {}
-    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    weighting: dict = w if isinstance(w := config.get("weighting"), dict) else {}
+    train: dict = t if isinstance(t := config.get("train"), dict) else {}
     return {
         "scheme": config.get("scheme") or weighting.get("scheme") or "unknown",
         "loss": config.get("loss") if isinstance(config.get("loss"), str) else "unknown",

@@ -83,7 +83,7 @@ def rank_all(
         rows = slice(start, start + block)
         mask = exclude(rows) if exclude is not None else None
         ranks[rows], top = _rank_block_(score_block(rows).float(), targets[rows], mask, topk)
-        if topk:
+        if top_items is not None:
             top_items[rows] = top
         if progress is not None:
             progress(len(targets[rows]))

@@ -53,7 +53,8 @@ def load_domain_stats(stats_dir: str | Path, dataset: Dataset) -> DomainStats:
     if not needed <= set(power.column_names):
         raise InputError(f"{files[POWER_USERS_FILE]}: expected columns {sorted(needed)}")
     thresholds = [float(t) for t in weights.get("power_thresholds", DEFAULT_POWER_THRESHOLDS)]
-    params = weights.get("params") if isinstance(weights.get("params"), dict) else {}
+    recorded = weights.get("params")
+    params: dict = recorded if isinstance(recorded, dict) else {}
     unlabelled = [d for d in params.get("unlabelled_domains") or [] if d in shares]
     return DomainStats(
         domains,

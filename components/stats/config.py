@@ -7,6 +7,7 @@ CLI (``default_of``) and the pipeline's pre-run check (``stats_option_names``) d
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, fields
+from typing import Any
 
 from components.core.stats_artifact import DEFAULT_POWER_THRESHOLDS
 from components.core.weighting import UNLABELLED_DOMAINS, WeightingParams
@@ -66,13 +67,15 @@ def stats_option_names() -> tuple[str, ...]:
     return tuple(f.name for f in fields(StatsConfig))
 
 
-def default_of(name: str) -> object:
+def default_of(name: str) -> Any:
     """The default of StatsConfig field ``name`` (what the CLI shows and uses)."""
     field = StatsConfig.__dataclass_fields__[name]
-    return field.default_factory() if field.default is MISSING else field.default
+    if field.default is MISSING:
+        return field.default_factory()  # type: ignore[operator]
+    return field.default
 
 
-def stats_config(**options: object) -> StatsConfig:
+def stats_config(**options: Any) -> StatsConfig:
     """``compute_stats``' options → a validated StatsConfig (the pipeline's pre-run check uses
     it too). An unknown option name is a ConfigError listing the known ones."""
     unknown = sorted(set(options) - set(stats_option_names()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -272,7 +273,7 @@ def compute_stats(dataset_dir, output_dir, *, overwrite: bool = False, **options
     from components.stats.report import write_reports
 
     config = stats_config(**options)
-    output = {"step": "stats", "inputs": (dataset_dir,), "overwrite": overwrite}
+    output: dict[str, Any] = {"step": "stats", "inputs": (dataset_dir,), "overwrite": overwrite}
     check_output(output_dir, **output)
     dataset = load_dataset(localize(str(dataset_dir)))
     log.info(

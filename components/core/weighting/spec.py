@@ -114,7 +114,7 @@ class WeightingParams:
         """Canonical types after ``validate``: floats, a tuple of lambdas, a list of domains."""
         for name in ("fixed_weight", "gamma", "w_min", "w_max", "beta", "alpha"):
             setattr(self, name, float(getattr(self, name)))
-        self.lambdas = finite_list("--lambdas", self.lambdas)
+        self.lambdas = finite_list("--lambdas", self.lambdas)  # type: ignore[assignment]  # 3, validated
         if self.fixed_domains is not None:
             self.fixed_domains = list(self.fixed_domains)
 

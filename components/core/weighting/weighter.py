@@ -12,7 +12,7 @@ tensors.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -39,7 +39,7 @@ log = logging.getLogger("dwlrec.weighting")
 
 def _normalise_item_domains(item_domains: list[list[str]]) -> list[list[str]]:
     """Distinct domains per item; a real item without domains belongs to '(none)' (SPEC §2)."""
-    out = [[]]
+    out: list[list[str]] = [[]]
     for domains in item_domains[1:]:
         out.append(list(dict.fromkeys(domains)) if domains else [NO_DOMAIN])
     return out
@@ -87,7 +87,7 @@ class DomainWeighter:
         # targets seen per item_idx: totals agreed at the last update (numpy) + pending since then
         # (a torch tensor on the targets' device, created on the first observe())
         self._total_counts = np.zeros(self.n_items + 1, dtype=np.int64)
-        self._pending_counts = None
+        self._pending_counts: Any = None  # torch.Tensor once targets are observed
         self._weights = self._initial_weights()
         self._lookup_cache: dict = {}
         self._updates = 0
