@@ -29,6 +29,8 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check components pipelines tests benchmarks
+	$(VENV)/bin/ruff format --check components pipelines tests benchmarks
+	$(VENV)/bin/mypy
 
 docker-test: install
 	bash .ci/docker

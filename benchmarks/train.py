@@ -42,8 +42,10 @@ from components.schema import load_dataset  # noqa: E402
 from components.stats import compute_stats  # noqa: E402
 from components.train import train  # noqa: E402
 from components.train.data import TrainWindows, epoch_batches  # noqa: E402
+from components.train.distributed import Process  # noqa: E402
 from components.train.losses import LossFunction  # noqa: E402
-from components.train.trainer import Process, StepParts, evaluate_split, train_step  # noqa: E402
+from components.train.step import StepParts, train_step  # noqa: E402
+from components.train.validation import evaluate_split  # noqa: E402
 
 
 def machine() -> dict:

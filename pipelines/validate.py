@@ -120,9 +120,8 @@ def _check_variants(params: dict) -> None:
 def _check_train(params: dict) -> None:
     from dataclasses import fields
 
-    from components.core.model import ModelConfig
-    from components.train.losses import LOSSES
-    from components.train.trainer import TrainConfig, split_options
+    from components.core.model_config import ModelConfig
+    from components.train.config import LOSSES, TrainConfig, split_options
 
     if params["loss"] not in LOSSES:
         _fail("loss", params["loss"], f"expected one of {list(LOSSES)}")
@@ -141,16 +140,16 @@ def _check_train(params: dict) -> None:
 
 
 def _check_eval_and_report(params: dict) -> None:
-    from components.evaluate.evaluate import EvalConfig, evaluate
-    from components.report.report import report
+    from components.evaluate.config import EvalConfig, eval_option_names
+    from components.report.config import report_option_names
 
     options = params["eval_options"]
-    _check_keys("eval_options", options, _kwargs_of(evaluate))
+    _check_keys("eval_options", options, set(eval_option_names()))
     try:
         EvalConfig(**options)
     except (ConfigError, TypeError, ValueError) as exc:
         _fail("eval_options", options, str(exc))
-    _check_keys("report_options", params["report_options"], _kwargs_of(report))
+    _check_keys("report_options", params["report_options"], set(report_option_names()))
 
 
 def _check_stats(params: dict) -> None:

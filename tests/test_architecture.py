@@ -11,8 +11,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 COMPONENTS = REPO / "components"
 STEPS = ("ingest", "stats", "train", "evaluate", "report")
@@ -111,11 +109,6 @@ def too_long() -> list[str]:
     return [f"{p.relative_to(REPO)}: {n} lines" for p, n in lengths.items() if n > MAX_LINES]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="trainer.py, ingest/sources/_read.py, ingest/core.py, download.py and "
-    "pipelines/submit.py are split in a later piece of issue 12",
-)
 def test_no_file_is_over_400_lines():
     long = too_long()
     assert not long, "files of one idea stay under 400 lines:\n" + "\n".join(long)

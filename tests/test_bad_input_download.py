@@ -311,7 +311,7 @@ def test_unreachable_gcs_gives_up_at_the_configured_deadline(tmp_path, monkeypat
 
 def test_zip_magic_is_checked_for_complete_archives_only(tmp_path):
     # the helper itself: a complete archive passes, its first half does not
-    from components.download import _content_problem
+    from components.download.url import _content_problem
 
     archive = tmp_path / "a.zip"
     with zipfile.ZipFile(archive, "w") as zf:

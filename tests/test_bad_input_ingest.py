@@ -470,8 +470,8 @@ def case_null_inside_domain_lists(tmp_path, capsys, caplog):  # item 11: no "Non
     assert set(map(tuple, raw.items["domains"].to_pylist())) == {("Makeup",)}
     path = write(tmp_path / "meta_x.json", json.dumps({"asin": "B1", "category": ["Beauty", None, "X"]})
                  + "\n" + json.dumps({"asin": "B2", "category": ["Beauty", "Y"], "x": 1}) + "\n")  # fmt: skip
-    from components.ingest.sources._read import FileRef
     from components.ingest.sources.amazon import _read_meta
+    from components.ingest.sources.files import FileRef
 
     assert _read_meta(FileRef(path), 1)["domains"].to_pylist() == [[], ["Y"]]
 

@@ -27,7 +27,9 @@ from components.io import OUTPUT_MARKER, read_output_marker
 from components.report.cli import main as report_main
 from components.stats.cli import main as stats_main
 from components.train import trainer
+from components.train.checkpoint import checkpoint_checksum
 from components.train.cli import main as train_main
+from components.train.step import TrainingError
 from tests.fixtures_formats import write_ml100k
 from tests.kfp_helpers import TINY_INGEST
 
@@ -346,7 +348,7 @@ def test_a_failing_fresh_train_run_keeps_the_previous_model(chain, tmp_path, cap
     before = tree(out)
 
     def nan_step(*args, **kwargs):
-        raise trainer.TrainingError("loss is nan at epoch 1, step 1")
+        raise TrainingError("loss is nan at epoch 1, step 1")
 
     monkeypatch.setattr(trainer, "train_step", nan_step)
     refused("train", step_argv(chain, "train", out), capsys, "loss is nan")
@@ -403,7 +405,7 @@ def test_resume_refuses_a_corrupt_checkpoint(chain, corruption, name, tmp_path, 
 
 def test_checkpoints_carry_a_checksum_and_config_the_model_sha256(chain):
     last = torch.load(chain["train"] / "checkpoints" / "last.pt", weights_only=True)
-    assert last["checksum"] == trainer.checkpoint_checksum(last)
+    assert last["checksum"] == checkpoint_checksum(last)
     best = torch.load(chain["train"] / "checkpoints" / "best.pt", weights_only=True)
     assert set(best) == {"model", "checksum"}
 

@@ -223,6 +223,9 @@ def test_bad_parameters_are_config_errors(chain_data, tmp_path):
         EvalConfig(ks=(0, 10))
     with pytest.raises(ConfigError, match="--bootstrap"):
         EvalConfig(bootstrap=-1)
+    with pytest.raises(ConfigError, match=r"evaluate: unknown option\(s\) \['k'\]"):
+        evaluate(dataset_dir, stats_dir, tmp_path / "model", tmp_path / "eval", k=5)
+    assert not (tmp_path / "eval").exists()
     if not torch.cuda.is_available():
         model_dir = write_model_dir(tmp_path / "model", dataset_dir)
         with pytest.raises(ConfigError, match="CUDA"):
@@ -263,3 +266,19 @@ def test_batched_encoding_equals_encoding_each_full_prefix():
     with torch.no_grad():
         expected = model.eval().last_state(torch.as_tensor(prefix))
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_cli_defaults_are_the_eval_config_defaults():
+    """The CLI writes no default of its own: each one is EvalConfig's (changed there, shown here)."""
+    import dataclasses
+
+    from components.evaluate import cli
+
+    changed = dataclasses.replace(EvalConfig(), ks=(5,), bootstrap=7, seed=3, batch_size=9)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "EvalConfig", lambda: changed)
+        args = cli.build_parser().parse_args(
+            ["--dataset", "d", "--stats", "s", "--model", "m", "--output", "o"]
+        )
+    assert (tuple(args.k), args.bootstrap, args.seed, args.batch_size) == ((5,), 7, 3, 9)
+    assert (args.device, args.exclude_seen) == (changed.device, changed.exclude_seen)

@@ -145,7 +145,10 @@ def test_truncated_gzip_is_a_clear_error(tmp_path, member):
 @given(kinds=st.lists(st.sampled_from(["good", "good", "short", "blank", "text"]), max_size=40))
 def test_line_numbers_stay_exact_whatever_the_mix_of_bad_and_blank_lines(tmp_path_factory, kinds):
     """Every malformed line is reported with its own line number; every good row is kept."""
-    from components.ingest.sources._read import BadRows, FileRef, read_delimited, to_numeric
+    from components.ingest.sources.bad_rows import BadRows
+    from components.ingest.sources.delimited import read_delimited
+    from components.ingest.sources.files import FileRef
+    from components.ingest.sources.numeric import to_numeric
 
     lines, good, bad_lines = [], [], []
     for number, kind in enumerate(kinds, 1):
@@ -505,6 +508,41 @@ def test_zip_without_the_files(tmp_path):
         handle.writestr("ml-latest/README.txt", "nothing here")
     with pytest.raises(InputError, match=r"ml-latest.zip: no MovieLens ratings file found"):
         READERS["movielens"](archive, {})
+
+
+def test_reader_helpers_find_the_input_and_build_raw_data(tmp_path, caplog):
+    """The helpers every reader shares: find the data file or raise, --items wins over a sibling,
+    RawData carries the BadRows count/examples and the names of the files actually read."""
+    from components.ingest.sources.bad_rows import BadRows
+    from components.ingest.sources.files import FileRef, find_input, items_file
+    from components.ingest.sources.output import raw_data
+
+    data = tmp_path / "sub" / "data.txt"
+    data.parent.mkdir()
+    data.write_text("x\n")
+    (data.parent / "items.csv").write_text("item_id\n")
+    assert find_input(data, ["other.txt"], "unused") == FileRef(data)  # a file is the input
+    assert find_input(tmp_path, ["data.txt"], "unused") == FileRef(data)  # one folder deep
+    with pytest.raises(InputError, match=r"^.*/empty: nothing here; expected a\.txt$"):
+        find_input(tmp_path / "empty", ["a.txt"], "nothing here; expected a.txt")
+    ref = FileRef(data)
+    assert items_file({}, ref, ["items.csv"]) == FileRef(data.parent / "items.csv")
+    assert items_file({"items": str(data)}, ref, ["items.csv"]) == ref
+    assert items_file({}, ref, ["missing.csv"]) is None
+
+    bad = BadRows()
+    bad.add(ref.name, 3, "bad value")
+    table = pa.table({"user_id": ["u"], "item_id": ["i"], "timestamp": pa.array([1], pa.int64())})
+    raw = raw_data(table, None, rows_read=2, bad=bad, files=[ref, None], items_source=ref)
+    assert (raw.rows_read, raw.bad_rows, raw.bad_examples) == (2, 1, [f"{data}:3: bad value"])
+    assert raw.source_files == [str(data)] and raw.items_source == str(data)
+    assert raw.interactions.column("rating").null_count == 1  # no rating column: nulls
+    with caplog.at_level("WARNING", logger="dwlrec.ingest"):
+        BadRows().log_skipped("f.csv", "item row")  # nothing skipped: no warning
+        bad.log_skipped("f.csv", "item row")
+    assert caplog.messages == [
+        f"f.csv: skipped 1 malformed item row(s); first: {data}:3: bad value"
+    ]
 
 
 # --------------------------------------------------------------------------- end to end (core)

@@ -131,6 +131,10 @@ def test_errors_name_the_problem_and_write_nothing(setup, capsys, tmp_path):
     out = tmp_path / "rep"
     with pytest.raises(ConfigError, match="--baseline 'generic'"):
         report({"none": base}, out, baseline="generic")
+    with pytest.raises(ConfigError, match=r"report: unknown option\(s\) \['ks'\]"):
+        report({"none": base}, out, ks=[10])
+    with pytest.raises(ConfigError, match="--min-users: must be >= 1"):
+        report({"none": base}, out, min_users=0)
     with pytest.raises(ConfigError, match="duplicate variant name 'none'"):
         parse_evals([f"none={base}", f"none={base}"])
     with pytest.raises(ConfigError, match="expected NAME=DIR"):
@@ -174,3 +178,25 @@ def test_several_runs_of_a_variant_are_averaged_per_user(setup):
     assert pooled["runs"] == 2
     assert pooled["value"] == pytest.approx((single["a"] + single["b"]) / 2, abs=1e-12)
     assert "averaged over its runs" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_cli_defaults_are_the_report_config_defaults():
+    """The CLI writes no default of its own: each one is ReportConfig's (changed there, shown here)."""
+    import dataclasses
+
+    from components.report import cli
+    from components.report.config import ReportConfig
+
+    changed = dataclasses.replace(
+        ReportConfig(), baseline="base", bootstrap=7, seed=3, k=5, min_users=2
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "ReportConfig", lambda: changed)
+        args = cli.build_parser().parse_args(["--eval", "base=d", "--output", "o"])
+    assert (args.baseline, args.bootstrap, args.seed, args.k, args.min_users) == (
+        "base",
+        7,
+        3,
+        5,
+        2,
+    )

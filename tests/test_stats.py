@@ -145,6 +145,8 @@ def test_report_renders_table_and_chart(tiny):
     md = (out / "report.md").read_text()
     html = (out / "report.html").read_text()
     assert md.index("| D (no train data) |") < md.index("| C |") < md.index("| A |")
+    assert "\n| --- | ---: | ---: |" in md  # domain names left, numbers right-aligned
+    assert "<title>Domain sparsity statistics</title>" in html and "</html>" in html
     assert (
         "<svg" in html and "<table>" in html and html.index("<td>C</td>") < html.index("<td>A</td>")
     )

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from components.errors import ConfigError, DwlrecError
-from pipelines import submit
+from pipelines import submit, submit_kfp
 from pipelines.cli import main as pipeline_cli
 from pipelines.pipeline import PIPELINE_NAME, compile_pipeline
 
@@ -24,6 +24,15 @@ pytestmark = pytest.mark.filterwarnings("ignore:This client only works with Kube
 TIMESTAMPED = re.compile(rf"{PIPELINE_NAME}-\d{{8}}-\d{{6}}")
 
 PROJECT, PROJECT_NUMBER, REGION = "dwlrec-proj", "123456", "us-central1"
+
+
+def vertex_flags(endpoint: str | None = None, root: str = "gs://dwl-bucket/runs") -> list[str]:
+    """The flags of a Vertex submission; with ``endpoint``, a complete one to the fake server."""
+    flags = ["--vertex", "--project", PROJECT, "--region", REGION, "--pipeline-root", root]
+    if endpoint is not None:
+        flags += ["--service-account", f"runner@{PROJECT}.iam.gserviceaccount.com"]
+        flags += ["--api-endpoint", endpoint]
+    return flags
 
 
 class FakeCloud(BaseHTTPRequestHandler):
@@ -122,7 +131,7 @@ def fake_cloud(monkeypatch, tmp_path):
     # no token or kfp context from the machine running the tests
     for name in ("KF_PIPELINES_TOKEN", "KF_PIPELINES_SA_TOKEN_PATH", "KF_PIPELINES_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(submit, "KFP_SA_TOKEN_PATH", str(tmp_path / "no-sa-token"))
+    monkeypatch.setattr(submit_kfp, "KFP_SA_TOKEN_PATH", str(tmp_path / "no-sa-token"))
     monkeypatch.setattr(Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp-context.json"))
     monkeypatch.setattr(Client, "_NAMESPACE_PATH", str(tmp_path / "no-pod-namespace"))
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeCloud)
@@ -236,17 +245,7 @@ def test_submit_vertex_creates_a_pipeline_job(fake_vertex, tmp_path, capsys):
     code = pipeline_cli(
         [
             "submit",
-            "--vertex",
-            "--project",
-            PROJECT,
-            "--region",
-            REGION,
-            "--pipeline-root",
-            "gs://dwl-bucket/runs",
-            "--service-account",
-            f"runner@{PROJECT}.iam.gserviceaccount.com",
-            "--api-endpoint",
-            url,
+            *vertex_flags(url),
             "--package",
             str(package),
             "--param",
@@ -294,18 +293,7 @@ def test_submit_argument_errors_name_the_flag(argv, message, capsys):
 
 def test_submit_vertex_rejects_a_local_pipeline_root(capsys):
     pytest.importorskip("google.cloud.aiplatform", reason="optional 'vertex' extra")
-    code = pipeline_cli(
-        [
-            "submit",
-            "--vertex",
-            "--project",
-            PROJECT,
-            "--region",
-            REGION,
-            "--pipeline-root",
-            "/tmp/root",
-        ]
-    )
+    code = pipeline_cli(["submit", *vertex_flags(root="/tmp/root")])
     assert code == 2
     assert "--pipeline-root '/tmp/root': Vertex AI needs a gs:// URI" in capsys.readouterr().err
 
@@ -405,7 +393,7 @@ def test_kfp_in_cluster_service_account_token(fake_cloud, package, monkeypatch, 
     url, cloud = fake_cloud
     token_file = tmp_path / "token"
     token_file.write_text("projected-sa-token\n")
-    monkeypatch.setattr(submit, "KFP_SA_TOKEN_PATH", str(token_file))
+    monkeypatch.setattr(submit_kfp, "KFP_SA_TOKEN_PATH", str(token_file))
     cloud.require_token = "projected-sa-token"
     submit.submit_from_args(_args("--kfp-host", url, "--namespace", "team-a"), package, {})
     assert _posts(cloud, "/apis/v2beta1/runs")
@@ -415,7 +403,7 @@ def test_kfp_in_cluster_service_account_token(fake_cloud, package, monkeypatch, 
 def test_kfp_token_flag_beats_the_in_cluster_token(fake_cloud, package, monkeypatch, tmp_path):
     url, cloud = fake_cloud
     (tmp_path / "token").write_text("projected-sa-token")
-    monkeypatch.setattr(submit, "KFP_SA_TOKEN_PATH", str(tmp_path / "token"))
+    monkeypatch.setattr(submit_kfp, "KFP_SA_TOKEN_PATH", str(tmp_path / "token"))
     submit.submit_from_args(_args("--kfp-host", url, "--token", "mine"), package, {})
     assert set(_headers(cloud, "Authorization")) == {"Bearer mine"}
 
@@ -547,17 +535,7 @@ def test_kfp_enable_caching_override(fake_cloud, package):
 def test_vertex_job_gets_labels_and_a_timestamped_name(fake_vertex, package):
     url, cloud = fake_vertex
     args = _args(
-        "--vertex",
-        "--project",
-        PROJECT,
-        "--region",
-        REGION,
-        "--pipeline-root",
-        "gs://dwl-bucket/runs",
-        "--service-account",
-        f"runner@{PROJECT}.iam.gserviceaccount.com",
-        "--api-endpoint",
-        url,
+        *vertex_flags(url),
     )
     summary = submit.submit_from_args(args, package, {"variants": ["none", "inverse", "dynamic"]})
     (job,) = _posts(cloud, "/pipelineJobs")

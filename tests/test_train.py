@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from components.core.devices import resolve_device
+from components.core.devices import DEVICES, resolve_device
 from components.core.model import ModelConfig
 from components.core.model_artifact import load_model
 from components.core.sequences import UserSequences
@@ -24,15 +26,12 @@ from components.io import sha256_file
 from components.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, load_dataset
 from components.stats import compute_stats
 from components.train import cli, trainer
+from components.train.config import DECAYS, WEIGHTING_OPTIONS, TrainConfig, split_options
+from components.train.distributed import autocast_dtype, precision_name
 from components.train.losses import LOSSES, LossFunction
-from components.train.trainer import (
-    TrainConfig,
-    TrainingError,
-    autocast_dtype,
-    evaluate_split,
-    precision_name,
-    train,
-)
+from components.train.step import TrainingError
+from components.train.trainer import train
+from components.train.validation import evaluate_split
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -445,13 +444,61 @@ def test_fp16_uses_a_gradient_scaler_and_resumes_exactly(data, tmp_path, monkeyp
 
 
 def test_cli_defaults_mirror_the_library():
-    args = cli.build_parser().parse_args(["--dataset", "d", "--output", "o"])
+    """Every TrainConfig / ModelConfig field (n_items aside) is an option with the dataclass's
+    default and type; the weighting options are unset unless given (weights.json decides)."""
+    parser = cli.build_parser()
+    actions = {a.dest: a for a in parser._actions}
+    library = {f.name: f for f in fields(TrainConfig)}
+    library.update({f.name: f for f in fields(ModelConfig) if f.name != "n_items"})
+    types = {"int": int, "float": float, "str": str}
+    for name, field in library.items():
+        action = actions[name]
+        flag = "--no-progress" if name == "progress" else "--" + name.replace("_", "-")
+        assert action.option_strings == [flag], name
+        if name in WEIGHTING_OPTIONS:
+            assert field.default is None and action.default is argparse.SUPPRESS, name
+        elif name == "progress":  # --no-progress; not given: TrainConfig's default
+            assert field.default is True and action.default is argparse.SUPPRESS
+            assert action.const is False
+        elif field.type == "bool":
+            assert action.default is field.default is False and action.const is True, name
+        else:
+            assert type(action.default) is type(field.default), name
+            assert action.default == field.default, name
+            assert action.type is types[field.type.removesuffix(" | None")], name
+    for name in WEIGHTING_OPTIONS:
+        if actions[name].type is not None:
+            assert actions[name].type is types[library[name].type.removesuffix(" | None")]
+
+    # nothing given: exactly the library's defaults, and no weighting option at all
+    args = parser.parse_args(["--dataset", "d", "--output", "o"])
     options = cli.options_from_args(args)
+    assert set(options) == set(library) - set(WEIGHTING_OPTIONS) - {"progress"}
     defaults = {**vars(TrainConfig()), **vars(ModelConfig(n_items=1))}
     assert {k: v for k, v in options.items() if v != defaults[k]} == {}
-    # the choices the CLI offers are the library's (the CLI imports no torch: LOSSES is a copy)
-    choices = {a.dest: tuple(a.choices) for a in cli.build_parser()._actions if a.choices}
-    assert (choices["scheme"], choices["agg"], choices["loss"]) == (SCHEMES, AGGS, LOSSES)
+    cfg, model_options = split_options(options)
+    assert cfg == TrainConfig() and ModelConfig(n_items=1, **model_options) == ModelConfig(1)
+    # given: each reaches train as given
+    given = ["--beta", "0.5", "--agg", "max", "--update-every-steps", "3", "--no-progress"]
+    args = parser.parse_args(["--dataset", "d", "--output", "o", *given, "--compile"])
+    options = cli.options_from_args(args)
+    assert {k: options[k] for k in (*WEIGHTING_OPTIONS, "progress", "compile")} == {
+        "beta": 0.5,
+        "agg": "max",
+        "update_every_steps": 3,
+        "progress": False,
+        "compile": True,
+    }
+    # the choices the CLI offers are the library's
+    choices = {a.dest: tuple(a.choices) for a in parser._actions if a.choices}
+    assert choices == {
+        "scheme": SCHEMES,
+        "loss": LOSSES,
+        "decay": DECAYS,
+        "agg": AGGS,
+        "device": DEVICES,
+    }
+    assert "(default: 200)" in " ".join(parser.format_help().split())  # --max-len
 
 
 def test_importing_the_step_does_not_import_torch():

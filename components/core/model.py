@@ -6,51 +6,19 @@ state h_t at position t scores every item i by h_t · e_i with the same (tied) i
 
 Sequences are LEFT-padded with item 0, so the most recent item is always the last column and
 gets the last position embedding, in training and at inference alike. The model dir (model.pt,
-config.json) is read and written by ``components.core.model_artifact``.
+config.json) is read and written by ``components.core.model_artifact``; ``ModelConfig`` lives in
+``components.core.model_config`` (torch-free) and is importable from here too.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.errors import ConfigError
-
-
-@dataclass
-class ModelConfig:
-    n_items: int  # catalogue size; item_idx runs 1..n_items, 0 is padding
-    max_len: int = 200  # longest input sequence (older items are cut off)
-    d_model: int = 64
-    n_blocks: int = 2
-    n_heads: int = 2
-    dropout: float = 0.2
-    ff_mult: int = 4  # feed-forward hidden size = ff_mult * d_model
-
-    def __post_init__(self) -> None:
-        checks = {
-            "n_items": self.n_items >= 1,
-            "max_len": self.max_len >= 1,
-            "d_model": self.d_model >= 1 and self.d_model % max(self.n_heads, 1) == 0,
-            "n_blocks": self.n_blocks >= 1,
-            "n_heads": self.n_heads >= 1,
-            "dropout": 0.0 <= self.dropout < 1.0,
-            "ff_mult": self.ff_mult >= 1,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(
-                f"invalid model option(s) {bad} in {self} "
-                "(d_model must be a multiple of n_heads, 0 <= dropout < 1)"
-            )
-
-    @classmethod
-    def from_dict(cls, values: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+from components.core.model_config import ModelConfig
 
 
 class SelfAttention(nn.Module):

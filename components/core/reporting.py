@@ -22,21 +22,39 @@ def pyplot():
     return plt
 
 
-def new_figure(width: float = 8.0, height: float = 4.0):
-    """A matplotlib (figure, axes) pair on the Agg backend."""
-    return pyplot().subplots(figsize=(width, height))
+def new_figure(width: float = 8.0, height: float = 4.0, **subplots):
+    """A matplotlib (figure, axes) pair on the Agg backend; ``subplots``: more of
+    ``plt.subplots``' arguments (``ncols=2, sharey=True``…)."""
+    return pyplot().subplots(figsize=(width, height), **subplots)
 
 
-def figure_to_svg(fig) -> str:
-    """Render ``fig`` as an ``<svg …>`` element to inline in HTML (deterministic bytes); closes it."""
-    import matplotlib.pyplot as plt
+def figure_bytes(fig, fmt: str = "svg", dpi: float | None = None, tight: bool = True) -> bytes:
+    """``fig`` saved as ``fmt`` (svg, png); deterministic bytes (fixed SVG hash salt, no date).
 
-    buffer = io.StringIO()
+    ``tight``: crop to the drawn area (``bbox_inches="tight"``); ``dpi``: the figure's when None."""
+    plt = pyplot()
+    buffer = io.BytesIO()
+    options: dict[str, object] = {"dpi": dpi} if dpi is not None else {}
+    if tight:
+        options["bbox_inches"] = "tight"
     with plt.rc_context({"svg.hashsalt": "dwlrec", "svg.fonttype": "none"}):
-        fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
-    svg = buffer.getvalue()
-    return svg[svg.index("<svg") :]  # drop the XML prolog and doctype
+        fig.savefig(buffer, format=fmt, metadata={"Date": None} if fmt == "svg" else {}, **options)
+    return buffer.getvalue()
+
+
+def svg_element(svg: str | bytes) -> str:
+    """An SVG document as the ``<svg …>`` element to inline in HTML (prolog and doctype dropped)."""
+    text = svg.decode("utf-8") if isinstance(svg, bytes) else svg
+    return text[text.index("<svg") :]
+
+
+def figure_to_svg(fig, close: bool = True, **options) -> str:
+    """Render ``fig`` as an ``<svg …>`` element to inline in HTML (deterministic bytes); closes it
+    unless ``close=False``. ``options``: ``figure_bytes``' dpi and tight."""
+    svg = figure_bytes(fig, "svg", **options)
+    if close:
+        pyplot().close(fig)
+    return svg_element(svg)
 
 
 def format_value(value, spec: str = ".4f") -> str:
@@ -48,13 +66,17 @@ def format_value(value, spec: str = ".4f") -> str:
     return str(value)
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GitHub-flavoured Markdown table from already formatted cells ('|' escaped)."""
+def markdown_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool] | None = None
+) -> str:
+    """A GitHub-flavoured Markdown table from already formatted cells ('|' escaped);
+    ``right`` (optional, per column) right-aligns the columns marked True."""
 
     def line(cells) -> str:
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
-    return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in rows)]) + "\n"
+    rule = ["---:" if right and right[i] else "---" for i in range(len(header))]
+    return "\n".join([line(header), line(rule), *(line(r) for r in rows)]) + "\n"
 
 
 def html_table(header: Sequence[str], rows: Sequence[Sequence[str]], classes=None) -> str:

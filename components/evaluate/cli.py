@@ -6,6 +6,7 @@ import argparse
 import json
 
 from components.clitools import HelpFormatter, add_output_arguments, run_cli
+from components.evaluate.config import EvalConfig
 
 EXAMPLES = """examples:
   python -m components.evaluate --dataset out/ml100k --stats out/stats --model out/train-none \\
@@ -25,6 +26,7 @@ outputs (written atomically to --output):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    defaults = EvalConfig()  # the one place the defaults are written
     parser = argparse.ArgumentParser(
         prog="python -m components.evaluate",
         description="Rank every test user's held-out item against EVERY item (padding masked, "
@@ -43,19 +45,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", required=True, help="train step output dir (model.pt, config.json)"
     )
     add_output_arguments(parser)
-    parser.add_argument("--k", type=int, nargs="+", default=[10, 20], help="cut-offs K")
+    parser.add_argument("--k", type=int, nargs="+", default=list(defaults.ks), help="cut-offs K")
     parser.add_argument(
         "--exclude-seen",
         action="store_true",
+        default=defaults.exclude_seen,
         help="drop the items the user interacted with before the target (train+valid) from the "
         "candidates; off by default (the output records which)",
     )
     parser.add_argument(
-        "--bootstrap", type=int, default=1000, help="bootstrap resamples (0: no CI)"
+        "--bootstrap", type=int, default=defaults.bootstrap, help="bootstrap resamples (0: no CI)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--batch-size", type=int, default=256, help="users per model forward pass")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="bootstrap seed")
+    parser.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.batch_size,
+        help="users per model forward pass",
+    )
     return parser
 
 

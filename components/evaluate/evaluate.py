@@ -10,15 +10,14 @@ user's rank and cohort memberships so the report step can compare variants on th
 from __future__ import annotations
 
 import logging
-import numbers
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
 
 from components.core.cohorts import per_user_table
-from components.core.devices import DEVICES, resolve_device
+from components.core.devices import resolve_device
 from components.core.eval_artifact import METRICS_VERSION, domain_entries, write_eval_dir_files
 from components.core.metrics import metric_names
 from components.core.model_artifact import check_trained_on, load_model, model_summary
@@ -27,55 +26,13 @@ from components.core.sequences import UserSequences
 from components.core.stats_artifact import DomainStats, load_domain_stats
 from components.download import localize
 from components.errors import ConfigError, InputError
+from components.evaluate.config import EvalConfig, eval_config
 from components.evaluate.render import metrics_markdown
 from components.evaluate.tables import cohort_rows, exposure, per_domain_table
 from components.io import check_output, json_safe, library_versions
 from components.schema import Dataset, dataset_fingerprint, load_dataset
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EvalConfig:
-    ks: tuple[int, ...] = (10, 20)
-    exclude_seen: bool = False  # mask the items the user interacted with before the target
-    bootstrap: int = 1000  # resamples for the 95% CIs (0 = no CIs)
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    batch_size: int = 256  # users per forward pass of the model
-    confidence: float = 0.95
-
-    def __post_init__(self) -> None:
-        """ConfigError naming the option and what is allowed (before anything is read)."""
-
-        def whole(value) -> bool:  # an integer, or a float holding one (JSON params)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                return False
-            return isinstance(value, numbers.Integral) or float(value).is_integer()
-
-        ks = list(self.ks) if isinstance(self.ks, list | tuple) else [self.ks]
-        if not ks or not all(whole(k) and k >= 1 for k in ks):
-            raise ConfigError(f"--k: cut-offs must be positive integers, got {ks}")
-        self.ks = tuple(sorted({int(k) for k in ks}))
-        for option, value, low in (
-            ("--bootstrap", self.bootstrap, 0),
-            ("--seed", self.seed, 0),
-            ("--batch-size", self.batch_size, 1),
-        ):
-            if not whole(value) or value < low:
-                raise ConfigError(f"{option}: must be an integer >= {low}, got {value!r}")
-        if not isinstance(self.exclude_seen, bool):
-            raise ConfigError(f"--exclude-seen: expected true or false, got {self.exclude_seen!r}")
-        if (
-            isinstance(self.confidence, bool)
-            or not isinstance(self.confidence, numbers.Real)
-            or not 0 < self.confidence < 1
-        ):
-            raise ConfigError(f"confidence: must be a number in (0, 1), got {self.confidence!r}")
-        if not isinstance(self.device, str) or (
-            self.device not in DEVICES and not self.device.startswith("cuda:")
-        ):
-            raise ConfigError(f"--device: expected auto, cpu or cuda, got {self.device!r}")
 
 
 def evaluate_model(
@@ -121,20 +78,17 @@ def evaluate(
     stats_dir: str,
     model_dir: str,
     output_dir: str,
-    ks=(10, 20),
-    exclude_seen: bool = False,
-    bootstrap: int = 1000,
-    seed: int = 0,
-    device: str = "auto",
-    batch_size: int = 256,
     *,
     overwrite: bool = False,
+    **options,
 ) -> dict:
     """Evaluate a trained model on the test split; write the eval dir; return the summary.
 
-    ``output_dir`` may replace only a previous evaluate output unless ``overwrite``, and never
-    one of the inputs (checked before anything is read; components.io)."""
-    config = EvalConfig(tuple(ks), exclude_seen, bootstrap, seed, device, batch_size)
+    ``options``: any EvalConfig field (ks, exclude_seen, bootstrap, seed, device, batch_size,
+    confidence; its defaults); an unknown name is a ConfigError. ``output_dir`` may replace only
+    a previous evaluate output unless ``overwrite``, and never one of the inputs (checked before
+    anything is read; components.io)."""
+    config = eval_config(**options)
     inputs = (dataset_dir, stats_dir, model_dir)
     check_output(output_dir, "evaluate", inputs=inputs, overwrite=overwrite)
     started = time.perf_counter()

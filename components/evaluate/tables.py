@@ -13,7 +13,7 @@ from components.core.cohorts import Domains, cohort_key_str, cohort_masks
 from components.core.metrics import coverage_at_k, metric_names, per_user_metrics
 
 if TYPE_CHECKING:
-    from components.evaluate.evaluate import EvalConfig
+    from components.evaluate.config import EvalConfig
 
 
 def cohort_rows(per_user: pa.Table, stats: Domains, config: EvalConfig) -> list[dict]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from components.clitools import HelpFormatter, add_output_arguments, run_cli
-from components.ingest.core import SPLIT_METHODS, IngestOptions
 from components.ingest.ingest import SOURCES, ingest, summary_counts
+from components.ingest.options import SPLIT_METHODS, IngestOptions
 from components.ingest.synthetic import SyntheticConfig
 
 EXAMPLES = """examples:
@@ -55,54 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     proc = parser.add_argument_group("processing (all sources)")
     defaults = IngestOptions()
-    proc.add_argument(
-        "--min-user-interactions",
-        type=int,
-        default=defaults.min_user_interactions,
-        help="k-core threshold for users (leave-one-out needs at least 3: a lower value is "
-        "raised to 3, with a warning, and the manifest records 3)",
-    )
-    proc.add_argument(
-        "--min-item-interactions",
-        type=int,
-        default=defaults.min_item_interactions,
-        help="k-core threshold for items",
-    )
-    proc.add_argument(
-        "--rating-threshold",
-        type=float,
-        help="keep interactions with rating >= this (default: keep all)",
-    )
-    proc.add_argument("--split", choices=SPLIT_METHODS, default=defaults.split)
-    proc.add_argument(
-        "--valid-fraction",
-        type=float,
-        default=defaults.valid_fraction,
-        help="global-time split: share of the time range for validation",
-    )
-    proc.add_argument(
-        "--test-fraction",
-        type=float,
-        default=defaults.test_fraction,
-        help="global-time split: share of the time range for test",
-    )
-    proc.add_argument(
-        "--max-bad-fraction",
-        type=float,
-        default=defaults.max_bad_fraction,
-        help="fail when more than this fraction of rows is malformed",
-    )
-    proc.add_argument(
-        "--top-domains",
-        type=int,
-        help="keep the N largest domains (by train interactions); the rest become 'other' "
-        "(default: keep all)",
-    )
-    proc.add_argument(
-        "--min-domain-items",
-        type=int,
-        help="fold domains with fewer than K items into 'other' (default: keep all)",
-    )
+    for name in PROCESSING_FLAGS:  # every IngestOptions field, in its order
+        kind, text = PROCESSING_HELP[name]
+        proc.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            choices=SPLIT_METHODS if name == "split" else None,
+            default=getattr(defaults, name),
+            help=text,
+        )
 
     src = parser.add_argument_group("source options")
     src.add_argument(
@@ -133,6 +96,30 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--seed", type=int, default=synthetic.seed)
     return parser
 
+
+# Each processing flag's type and help (names, order and defaults: IngestOptions' fields).
+PROCESSING_HELP: dict[str, tuple[Callable[[str], Any], str | None]] = {
+    "min_user_interactions": (
+        int,
+        "k-core threshold for users (leave-one-out needs at least 3: a lower value is "
+        "raised to 3, with a warning, and the manifest records 3)",
+    ),
+    "min_item_interactions": (int, "k-core threshold for items"),
+    "rating_threshold": (float, "keep interactions with rating >= this (default: keep all)"),
+    "split": (str, None),  # one of SPLIT_METHODS
+    "valid_fraction": (float, "global-time split: share of the time range for validation"),
+    "test_fraction": (float, "global-time split: share of the time range for test"),
+    "max_bad_fraction": (float, "fail when more than this fraction of rows is malformed"),
+    "top_domains": (
+        int,
+        "keep the N largest domains (by train interactions); the rest become 'other' "
+        "(default: keep all)",
+    ),
+    "min_domain_items": (
+        int,
+        "fold domains with fewer than K items into 'other' (default: keep all)",
+    ),
+}
 
 COLUMN_HELP = {
     "user": "table: user id column (default: user_id)",

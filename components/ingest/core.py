@@ -17,60 +17,22 @@ and, for sources with one interaction per row, rows_read - bad_rows - (the reade
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from components.errors import ConfigError, InputError
+from components.ingest.domains import item_domains
+from components.ingest.options import IngestOptions, effective_min_user, options_dict
 from components.ingest.raw import RawData
-from components.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, NO_DOMAIN
+from components.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA
 
 log = logging.getLogger("dwlrec.ingest")
 
-SPLIT_METHODS = ("leave-one-out", "global-time")
-OTHER_DOMAIN = "other"  # where --top-domains / --min-domain-items fold the domains they drop
-MIN_USER_LEAVE_ONE_OUT = 3  # train, valid and test each need an interaction
-UNMATCHED_WARN_SHARE = 0.05  # warn when more kept items than this have no row in the items table
-
-
-@dataclass
-class IngestOptions:
-    """Source-independent processing options (CLI flags of the same names)."""
-
-    min_user_interactions: int = 5  # k-core, users
-    min_item_interactions: int = 5  # k-core, items
-    rating_threshold: float | None = None  # keep rating >= threshold (implicit feedback)
-    split: str = "leave-one-out"  # or "global-time"
-    valid_fraction: float = 0.1  # global-time split only: latest fractions of time
-    test_fraction: float = 0.1
-    max_bad_fraction: float = 0.01  # fail when more malformed rows than this are skipped
-    top_domains: int | None = None  # keep the N largest domains (train interactions); rest other
-    min_domain_items: int | None = None  # fold domains with fewer items than this into other
-
-    def validate(self) -> None:
-        if self.split not in SPLIT_METHODS:
-            raise ConfigError(f"--split {self.split!r}: expected one of {list(SPLIT_METHODS)}")
-        if self.min_user_interactions < 1 or self.min_item_interactions < 1:
-            raise ConfigError("--min-user-interactions/--min-item-interactions must be >= 1")
-        if not 0 <= self.max_bad_fraction <= 1:
-            raise ConfigError(f"--max-bad-fraction {self.max_bad_fraction}: expected 0..1")
-        if self.rating_threshold is not None and not math.isfinite(self.rating_threshold):
-            raise ConfigError(f"--rating-threshold {self.rating_threshold}: expected a number")
-        for flag, value in (
-            ("--top-domains", self.top_domains),
-            ("--min-domain-items", self.min_domain_items),
-        ):
-            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
-                raise ConfigError(f"{flag} {value}: expected an integer >= 1")
-        if not (
-            0 < self.valid_fraction < 1
-            and 0 < self.test_fraction < 1
-            and self.valid_fraction + self.test_fraction < 1
-        ):
-            raise ConfigError("--valid-fraction and --test-fraction must be in (0, 1), sum < 1")
+# IngestOptions is re-exported: ``components.ingest.core.IngestOptions`` (pipelines/validate.py)
+__all__ = ["IngestOptions", "Processed", "check_bad_rows", "process"]
 
 
 @dataclass
@@ -152,17 +114,8 @@ def process(raw: RawData, options: IngestOptions) -> Processed:
     notes: dict = {} if raw.row_unit == "rows" else {"row_unit": raw.row_unit}
 
     if options.rating_threshold is not None:
-        ratings = table.column("rating")
-        if ratings.null_count == table.num_rows:
-            raise ConfigError("--rating-threshold given but this source has no ratings")
-        table = table.filter(
-            pc.fill_null(pc.greater_equal(ratings, options.rating_threshold), False)
-        )
+        table = _rating_filter(table, options.rating_threshold)
         counts["removed_by_rating_threshold"] = counts["rows_parsed"] - table.num_rows
-        if table.num_rows == 0:
-            raise InputError(
-                f"no interactions left after --rating-threshold {options.rating_threshold}"
-            )
 
     # Integer codes for the string ids, ranked in the ids' natural order so that re-indexing
     # later is a monotone map (no second sort).
@@ -180,36 +133,12 @@ def process(raw: RawData, options: IngestOptions) -> Processed:
     counts["duplicates_removed"] = int((~keep).sum())
 
     # Iterative k-core. Leave-one-out needs >= 3 interactions per user (train, valid, test).
-    min_user = options.min_user_interactions
-    if options.split == "leave-one-out" and min_user < MIN_USER_LEAVE_ONE_OUT:
-        min_user = MIN_USER_LEAVE_ONE_OUT
-        why = "leave-one-out needs >= 3 interactions per user: train, valid, test"
-        log.warning(
-            "--min-user-interactions %d raised to %d: %s",
-            options.min_user_interactions,
-            min_user,
-            why,
-        )
+    min_user, adjusted = effective_min_user(options)
+    if adjusted:
         effective["min_user_interactions"] = min_user
-        notes["adjusted_options"] = {
-            "min_user_interactions": {
-                "requested": options.min_user_interactions,
-                "effective": min_user,
-                "why": why,
-            }
-        }
+        notes["adjusted_options"] = adjusted
     n_before_kcore = int(keep.sum())
-    while True:
-        user_counts = np.bincount(user_code[keep], minlength=len(user_enc.dictionary))
-        item_counts = np.bincount(item_code[keep], minlength=len(item_enc.dictionary))
-        new_keep = (
-            keep
-            & (user_counts[user_code] >= min_user)
-            & (item_counts[item_code] >= options.min_item_interactions)
-        )
-        if new_keep.sum() == keep.sum():
-            break
-        keep = new_keep
+    keep = _kcore(user_code, item_code, keep, min_user, options.min_item_interactions)
     counts["removed_by_kcore"] = n_before_kcore - int(keep.sum())
     if not keep.any():
         raise InputError(
@@ -227,7 +156,7 @@ def process(raw: RawData, options: IngestOptions) -> Processed:
     item_ids = item_names.filter(pa.array(kept_items))
     labels = _split_labels(user_idx, timestamp, options)
     split = _label_names(labels)
-    domains, domain_counts, folded = _domains(item_ids, item_idx, labels, raw, options)
+    domains, domain_counts, folded = item_domains(item_ids, item_idx, labels, raw, options)
     if folded:
         notes["folded_domains"] = folded
 
@@ -259,6 +188,34 @@ def process(raw: RawData, options: IngestOptions) -> Processed:
     return Processed(
         items=items, interactions=interactions, counts=counts, options=effective, notes=notes
     )
+
+
+def _rating_filter(table: pa.Table, threshold: float) -> pa.Table:
+    """Keep rating >= ``threshold`` (implicit feedback); refuse a source without ratings."""
+    ratings = table.column("rating")
+    if ratings.null_count == table.num_rows:
+        raise ConfigError("--rating-threshold given but this source has no ratings")
+    table = table.filter(pc.fill_null(pc.greater_equal(ratings, threshold), False))
+    if table.num_rows == 0:
+        raise InputError(f"no interactions left after --rating-threshold {threshold}")
+    return table
+
+
+def _kcore(
+    user_code: np.ndarray, item_code: np.ndarray, keep: np.ndarray, min_user: int, min_item: int
+) -> np.ndarray:
+    """``keep`` narrowed until every kept user has >= ``min_user`` and every kept item
+    >= ``min_item`` kept interactions (iterated: dropping one side can push the other under)."""
+    n_users, n_items = int(user_code.max()) + 1, int(item_code.max()) + 1
+    while True:
+        user_counts = np.bincount(user_code[keep], minlength=n_users)
+        item_counts = np.bincount(item_code[keep], minlength=n_items)
+        new_keep = (
+            keep & (user_counts[user_code] >= min_user) & (item_counts[item_code] >= min_item)
+        )
+        if new_keep.sum() == keep.sum():
+            return keep
+        keep = new_keep
 
 
 def _stable_user_time_order(user_code: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
@@ -325,124 +282,3 @@ def _label_names(labels: np.ndarray) -> pa.Array:
     return pa.DictionaryArray.from_arrays(
         pa.array(labels), pa.array(["train", "valid", "test"])
     ).cast(pa.string())
-
-
-def _domains(
-    item_ids: pa.Array,
-    item_idx: np.ndarray,
-    labels: np.ndarray,
-    raw: RawData,
-    options: IngestOptions,
-) -> tuple[list[list[str]], dict[str, int], dict]:
-    """The kept items' domain lists, integer counts for the manifest, and the folded domains."""
-    domains, missing = _item_domains(item_ids, raw.items)
-    n_items, unmatched = len(domains), int(missing.sum())
-    source = raw.items_source or "the items table"
-    if raw.items is not None and n_items and unmatched:
-        share = unmatched / n_items
-        detail = (
-            f"{unmatched:,} of {n_items:,} items ({share:.1%}) have no row in {source} "
-            f"(e.g. {_examples(item_ids.filter(pa.array(missing)))}; its ids look like "
-            f"{_examples(raw.items.column('item_id'))})"
-        )
-        if unmatched == n_items:
-            raise InputError(
-                f"{detail}: the items table matches no interaction's item id (check "
-                f"--items, --item-id-col and that both files use the same ids)"
-            )
-        if share > UNMATCHED_WARN_SHARE:
-            log.warning("%s; they get domain %s", detail, NO_DOMAIN)
-    folded: dict = {}
-    if options.min_domain_items or options.top_domains:
-        train_per_item = np.bincount(item_idx[labels == 0], minlength=n_items + 1)[1:]
-        domains, folded = _cap_domains(domains, train_per_item, options)
-    n_none = sum(1 for d in domains if d == [NO_DOMAIN])
-    if n_items and n_none == n_items:
-        if raw.items is None:
-            cause = (
-                "the source gave no domains (sequences: an items CSV via --items/--domain-col; "
-                "table: --items or a --domain-col column of the interactions table)"
-            )
-        else:
-            cause = f"{source} gives no domain to any kept item (check --domain-col/--domain-sep)"
-        log.warning(
-            "!!! every one of the %d items is in domain %s: %s. The domain statistics and the "
-            "domain-weighted losses have nothing to work with !!!",
-            n_items,
-            NO_DOMAIN,
-            cause,
-        )
-    counts = {"items_unmatched_in_items_table": unmatched, "items_without_domain": n_none}
-    if options.min_domain_items or options.top_domains:
-        counts["domains_folded_into_other"] = len(folded)
-    return domains, counts, folded
-
-
-def _examples(values, n: int = 3) -> str:
-    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    shown = [repr(v) for v in values.slice(0, n).to_pylist()]
-    return ", ".join(shown) + (", …" if len(values) > n else "") if shown else "none"
-
-
-def _item_domains(
-    item_ids: pa.Array, raw_items: pa.Table | None
-) -> tuple[list[list[str]], np.ndarray]:
-    """Each kept item's domains (deduplicated, source order; none known → ["(none)"]) and a
-    mask of the kept items without a row in ``raw_items``."""
-    if raw_items is None:
-        return [[NO_DOMAIN] for _ in range(len(item_ids))], np.zeros(len(item_ids), dtype=bool)
-    # the first row per item_id wins when the items table repeats an id
-    position = pc.index_in(item_ids, value_set=raw_items.column("item_id"))
-    found = raw_items.column("domains").combine_chunks().take(position).to_pylist()
-    domains = []
-    for entry in found:
-        cleaned = list(dict.fromkeys(d.strip() for d in (entry or []) if d and d.strip()))
-        domains.append(cleaned or [NO_DOMAIN])
-    return domains, position.is_null().to_numpy(zero_copy_only=False)
-
-
-def _cap_domains(
-    domains: list[list[str]], train_per_item: np.ndarray, options: IngestOptions
-) -> tuple[list[list[str]], dict]:
-    """Fold domains into ``other``: first those with < ``min_domain_items`` items, then all but
-    the ``top_domains`` largest by train interactions (ties: more items, then name). ``(none)``
-    and ``other`` are never folded nor counted among the N."""
-    n_train: dict[str, int] = {}
-    n_items: dict[str, int] = {}
-    for entry, train in zip(domains, train_per_item.tolist(), strict=True):
-        for name in entry:
-            n_train[name] = n_train.get(name, 0) + train
-            n_items[name] = n_items.get(name, 0) + 1
-    candidates = [d for d in n_items if d not in (NO_DOMAIN, OTHER_DOMAIN)]
-    fold: dict[str, str] = {}
-    if options.min_domain_items:
-        for name in candidates:
-            if n_items[name] < options.min_domain_items:
-                fold[name] = f"fewer than {options.min_domain_items} items (--min-domain-items)"
-    if options.top_domains:
-        remaining = sorted(
-            (d for d in candidates if d not in fold), key=lambda d: (-n_train[d], -n_items[d], d)
-        )
-        for name in remaining[options.top_domains :]:
-            fold[name] = f"not among the {options.top_domains} largest (--top-domains)"
-    if not fold:
-        return domains, {}
-    capped = [
-        list(dict.fromkeys(OTHER_DOMAIN if d in fold else d for d in entry)) for entry in domains
-    ]
-    folded = {
-        name: {"items": n_items[name], "train_interactions": n_train[name], "why": why}
-        for name, why in sorted(fold.items(), key=lambda kv: (-n_train[kv[0]], kv[0]))
-    }
-    log.info(
-        "folded %d domain(s) into %r: %s",
-        len(fold),
-        OTHER_DOMAIN,
-        ", ".join(f"{d} ({v['items']} items)" for d, v in list(folded.items())[:10])
-        + (", …" if len(folded) > 10 else ""),
-    )
-    return capped, folded
-
-
-def options_dict(options: IngestOptions) -> dict:
-    return asdict(options)

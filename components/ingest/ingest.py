@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from components.download import localize
 from components.errors import ConfigError
 from components.ingest import core, synthetic
+from components.ingest.domains import OTHER_DOMAIN
+from components.ingest.options import IngestOptions
 from components.ingest.raw import RawData
 from components.io import (
     atomic_dir,
@@ -24,7 +27,7 @@ log = logging.getLogger("dwlrec.ingest")
 
 SOURCES = ("movielens", "lastfm", "amazon", "yelp", "sequences", "table", "synthetic")
 SYNTHETIC_KEYS = set(synthetic.SyntheticConfig.__dataclass_fields__)
-CORE_KEYS = set(core.IngestOptions.__dataclass_fields__)
+CORE_KEYS = set(IngestOptions.__dataclass_fields__)
 
 
 def source_option_names(source: str) -> set[str]:
@@ -77,7 +80,7 @@ def ingest(
 ) -> dict:
     """Ingest ``source`` into ``output_dir`` (replaced atomically); return the manifest.
 
-    ``options`` holds the processing options (``core.IngestOptions`` fields, e.g.
+    ``options`` holds the processing options (``options.IngestOptions`` fields, e.g.
     ``min_user_interactions``, ``rating_threshold``, ``split``) and the source's own options
     (e.g. ``items``, ``domain_depth``, ``top_tags``; synthetic: ``users``, ``items``, ``seed``…).
     ``output_dir`` may replace only a previous ingest output unless ``overwrite``, and never
@@ -85,10 +88,10 @@ def ingest(
     """
     if source not in SOURCES:
         raise ConfigError(f"--source {source!r}: expected one of {list(SOURCES)}")
-    processing = core.IngestOptions(**{k: v for k, v in options.items() if k in CORE_KEYS})
+    processing = IngestOptions(**{k: v for k, v in options.items() if k in CORE_KEYS})
     processing.validate()
     source_options = {k: v for k, v in options.items() if k not in CORE_KEYS and v is not None}
-    output = {
+    output: dict[str, Any] = {
         "step": "ingest",
         "inputs": (input_uri, source_options.get("items"), cache_dir),
         "overwrite": overwrite,
@@ -179,5 +182,5 @@ def summary_counts(manifest: dict) -> list[str]:
     folded = manifest.get("folded_domains") or {}
     if folded:
         shown = ", ".join(list(folded)[:8]) + (", …" if len(folded) > 8 else "")
-        lines.append(f"folded {len(folded)} domain(s) into '{core.OTHER_DOMAIN}': {shown}")
+        lines.append(f"folded {len(folded)} domain(s) into '{OTHER_DOMAIN}': {shown}")
     return lines

@@ -7,6 +7,7 @@ import json
 
 from components.clitools import HelpFormatter, add_output_arguments, run_cli
 from components.errors import ConfigError
+from components.report.config import ReportConfig
 
 EXAMPLES = """examples:
   python -m components.report --eval none=out/eval-none dynamic=out/eval-dynamic \\
@@ -40,6 +41,7 @@ def parse_evals(pairs: list[str]) -> dict[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    defaults = ReportConfig()  # the one place the defaults are written
     parser = argparse.ArgumentParser(
         prog="python -m components.report",
         description="Join the per-user results of several evaluate step outputs (same dataset, "
@@ -53,13 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="a variant's evaluate output dir under a display name (repeatable); NAME=DIR1,DIR2 "
         "gives several runs (e.g. training seeds) of one variant, averaged per user",
     )  # fmt: skip
-    parser.add_argument("--baseline", default="none", help="the NAME the others are compared to")
-    add_output_arguments(parser)
-    parser.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.add_argument("--k", type=int, default=10, help="cut-off K of Recall@K / NDCG@K")
     parser.add_argument(
-        "--min-users", type=int, default=20,
+        "--baseline", default=defaults.baseline, help="the NAME the others are compared to"
+    )
+    add_output_arguments(parser)
+    parser.add_argument(
+        "--bootstrap", type=int, default=defaults.bootstrap, help="paired bootstrap resamples"
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="bootstrap seed")
+    parser.add_argument("--k", type=int, default=defaults.k, help="cut-off K of Recall@K / NDCG@K")
+    parser.add_argument(
+        "--min-users", type=int, default=defaults.min_users,
         help="never flag a cohort with fewer users as significant (tiny-n bootstrap CIs are "
         "degenerate)",
     )  # fmt: skip

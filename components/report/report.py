@@ -14,6 +14,8 @@ the documents: ``render``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import pyarrow as pa
 
@@ -30,13 +32,13 @@ from components.io import (
 from components.report.charts import chart_domains, chart_training, chart_weights
 from components.report.compare import (
     COMPARISON_SCHEMA,
-    MIN_USERS,
     check_comparable,
     comparison_rows,
     load_variant,
     significance_summary,
     variant_dirs,
 )
+from components.report.config import report_config
 from components.report.render import describe_runs, html_report, markdown_report
 from components.report.text import lift_table, summary_sentence
 
@@ -49,37 +51,32 @@ SUMMARY_FILE = "summary.json"
 
 
 def report(
-    evals: dict[str, str | list[str]],
+    evals: Mapping[str, str | list[str]],
     output_dir: str,
-    baseline: str = "none",
-    bootstrap: int = 1000,
-    seed: int = 0,
-    k: int = 10,
-    min_users: int = MIN_USERS,
     *,
     overwrite: bool = False,
+    **options,
 ) -> dict:
     """Compare eval dirs ``{variant name: dir(s)}`` against ``baseline``; write the report dir.
 
-    ``output_dir`` may replace only a previous report output unless ``overwrite``, and never one
-    of the eval dirs (checked before anything is read; components.io).
+    ``options``: any ReportConfig field (baseline, bootstrap, seed, k, min_users; its defaults);
+    an unknown name is a ConfigError. ``output_dir`` may replace only a previous report output
+    unless ``overwrite``, and never one of the eval dirs (checked before anything is read;
+    components.io).
 
     Several dirs for one name (a list or "d1,d2") are runs of that variant (e.g. seeds): each
     user's metric is averaged over them before the paired bootstrap.
     """
+    config = report_config(**options)
+    baseline, bootstrap, seed, k = config.baseline, config.bootstrap, config.seed, config.k
+    min_users = config.min_users
     if not evals:
         raise ConfigError("--eval: give at least one NAME=DIR")
     if baseline not in evals:
         raise ConfigError(f"--baseline {baseline!r} is not one of the --eval names {list(evals)}")
-    if bootstrap < 0:
-        raise ConfigError(f"--bootstrap: must be >= 0, got {bootstrap}")
-    if k < 1:
-        raise ConfigError(f"--k: must be >= 1, got {k}")
-    if min_users < 1:
-        raise ConfigError(f"--min-users: must be >= 1, got {min_users}")
     names = [baseline, *[n for n in evals if n != baseline]]
     inputs = [path for name in names for path in variant_dirs(evals[name])]
-    output = {"step": "report", "inputs": inputs, "overwrite": overwrite}
+    output: dict[str, Any] = {"step": "report", "inputs": inputs, "overwrite": overwrite}
     check_output(output_dir, **output)
     runs = [load_variant(name, evals[name]) for name in names]
     check_comparable([run for variant in runs for run in variant.runs])

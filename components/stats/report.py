@@ -13,11 +13,19 @@ the summary with their size, since every scheme leaves them at weight 1.
 from __future__ import annotations
 
 import html
-import io
 from pathlib import Path
 
 import pyarrow as pa
 
+from components.core.reporting import (
+    figure_bytes,
+    html_page,
+    html_table,
+    markdown_table,
+    new_figure,
+    pyplot,
+    svg_element,
+)
 from components.io import write_text_atomic
 
 CHART_PNG = "domain_weights.png"
@@ -38,21 +46,13 @@ def _chart_rows(rows: list[dict]) -> tuple[list[dict], bool]:
 
 def render_chart(rows: list[dict]):
     """A matplotlib figure: shares (left) and scheme weights (right), sparsest domain on top."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     rows, _ = _chart_rows(rows)
     names = [r["domain"] + (" (unlabelled)" if r.get("unlabelled") else "") for r in rows]
     y = np.arange(len(rows))
-    fig, (ax_share, ax_weight) = plt.subplots(
-        1,
-        2,
-        figsize=(11, 1.5 + 0.32 * len(rows)),
-        sharey=True,
-        gridspec_kw={"width_ratios": [1, 1.4]},
+    fig, (ax_share, ax_weight) = new_figure(
+        11, 1.5 + 0.32 * len(rows), ncols=2, sharey=True, gridspec_kw={"width_ratios": [1, 1.4]}
     )
     ax_share.barh(y, [100 * (r["p_d"] or 0.0) for r in rows], color="#7f7f7f")
     ax_share.set_xlabel("share of train interactions p_d (%)")
@@ -74,16 +74,6 @@ def render_chart(rows: list[dict]):
     fig.suptitle("Domains, sparsest on top: share of interactions and weight per scheme")
     fig.tight_layout()
     return fig
-
-
-def _figure_bytes(fig, fmt: str) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    # fixed hash salt and no date: the same stats give the same bytes
-    with plt.rc_context({"svg.hashsalt": "dwlrec", "svg.fonttype": "none"}):
-        fig.savefig(buffer, format=fmt, dpi=110, metadata={"Date": None} if fmt == "svg" else {})
-    return buffer.getvalue()
 
 
 def _fmt(value, spec: str) -> str:
@@ -184,96 +174,62 @@ def _summary_lines(document: dict, truncated: bool) -> list[str]:
     return lines
 
 
-def markdown_report(table: pa.Table, document: dict, chart_name: str = CHART_PNG) -> str:
-    rows = table.to_pylist()
+def _tables(table: pa.Table) -> tuple[list[str], list[list[str]], list[list[str]]]:
+    """(header, domain rows, unlabelled cohort rows) of the summary table, cells formatted."""
     columns = _table_columns(table)
+    domains, unlabelled = _split_rows(table.to_pylist())
+
+    def cells(rows: list[dict]) -> list[list[str]]:
+        return [[_cell(row, c, f) for c, _, f in columns] for row in rows]
+
+    return [h for _, h, _ in columns], cells(domains), cells(unlabelled)
+
+
+COHORT_TITLE = "Unlabelled cohort (not a domain; weight 1 under every scheme)"
+
+
+def markdown_report(table: pa.Table, document: dict, chart_name: str = CHART_PNG) -> str:
+    header, domains, unlabelled = _tables(table)
+    right = [c != "domain" for c, _, _ in _table_columns(table)]
     lines = [
         "# Domain sparsity statistics",
         "",
-        *_summary_lines(document, len(rows) > MAX_CHART_DOMAINS),
+        *_summary_lines(document, table.num_rows > MAX_CHART_DOMAINS),
         "",
-    ]
-    lines += [
         f"![share and weight per domain]({chart_name})",
         "",
         "Domains sorted from sparsest to densest:",
         "",
+        markdown_table(header, domains, right),
     ]
-    lines.append("| " + " | ".join(h for _, h, _ in columns) + " |")
-    lines.append("|" + "|".join("---" if c == "domain" else "---:" for c, _, _ in columns) + "|")
-    domains, unlabelled = _split_rows(rows)
-    for row in domains:
-        lines.append("| " + " | ".join(_cell(row, c, f) for c, _, f in columns) + " |")
     if unlabelled:
-        lines += ["", "Unlabelled cohort (not a domain; weight 1 under every scheme):", ""]
-        lines.append("| " + " | ".join(h for _, h, _ in columns) + " |")
-        lines.append(
-            "|" + "|".join("---" if c == "domain" else "---:" for c, _, _ in columns) + "|"
-        )
-        for row in unlabelled:
-            lines.append("| " + " | ".join(_cell(row, c, f) for c, _, f in columns) + " |")
-    return "\n".join(lines) + "\n"
+        lines += [f"{COHORT_TITLE}:", "", markdown_table(header, unlabelled, right)]
+    return "\n".join(lines)
 
 
 def html_report(table: pa.Table, document: dict, svg: str) -> str:
-    rows = table.to_pylist()
-    columns = _table_columns(table)
-    svg = svg[svg.index("<svg") :]  # drop the XML prolog: inline SVG inside HTML
-    head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in columns)
-
-    def body_of(selected: list[dict]) -> str:
-        return "\n".join(
-            "<tr>"
-            + "".join(f"<td>{html.escape(_cell(row, c, f))}</td>" for c, _, f in columns)
-            + "</tr>"
-            for row in selected
-        )
-
-    domains, unlabelled = _split_rows(rows)
-    body = body_of(domains)
-    cohort = (
-        "<h2>Unlabelled cohort (not a domain; weight 1 under every scheme)</h2>\n"
-        f"<table><thead><tr>{head}</tr></thead>\n<tbody>\n{body_of(unlabelled)}\n"
-        "</tbody></table>\n"
-        if unlabelled
-        else ""
-    )
+    header, domains, unlabelled = _tables(table)
     summary = "".join(
         f"<p>{html.escape(line)}</p>"
-        for line in _summary_lines(document, len(rows) > MAX_CHART_DOMAINS)
+        for line in _summary_lines(document, table.num_rows > MAX_CHART_DOMAINS)
     )
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>dwlrec domain statistics</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; font-size: 0.9em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-figure svg {{ max-width: 100%; height: auto; }}
-</style></head>
-<body>
-<h1>Domain sparsity statistics</h1>
-{summary}
-<figure>{svg}<figcaption>Share of train interactions and target weight per scheme; sparsest
-domain on top; dashed line = weight 1.</figcaption></figure>
-<h2>Domains, sparsest to densest</h2>
-<table><thead><tr>{head}</tr></thead>
-<tbody>
-{body}
-</tbody></table>
-{cohort}</body></html>
-"""
+    body = (
+        f"{summary}\n<figure>{svg_element(svg)}<figcaption>Share of train interactions and target "
+        "weight per scheme; sparsest\ndomain on top; dashed line = weight 1.</figcaption></figure>\n"
+        f"<h2>Domains, sparsest to densest</h2>\n{html_table(header, domains)}\n"
+    )
+    if unlabelled:
+        body += f"<h2>{html.escape(COHORT_TITLE)}</h2>\n{html_table(header, unlabelled)}\n"
+    return html_page("Domain sparsity statistics", body)
 
 
 def write_reports(directory: Path, table: pa.Table, document: dict) -> None:
     """Write report.md, report.html and the chart PNG into ``directory``."""
-    import matplotlib.pyplot as plt
-
     fig = render_chart(table.to_pylist())
     try:
-        svg = _figure_bytes(fig, "svg").decode("utf-8")
-        (directory / CHART_PNG).write_bytes(_figure_bytes(fig, "png"))
+        svg = figure_bytes(fig, "svg", dpi=110, tight=False).decode("utf-8")
+        (directory / CHART_PNG).write_bytes(figure_bytes(fig, "png", dpi=110, tight=False))
     finally:
-        plt.close(fig)
+        pyplot().close(fig)
     write_text_atomic(directory / "report.md", markdown_report(table, document))
     write_text_atomic(directory / "report.html", html_report(table, document, svg))

@@ -7,15 +7,58 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import fields
+from dataclasses import MISSING, fields
+from typing import Any
 
 from components.clitools import HelpFormatter, add_output_arguments, run_cli
+from components.core.devices import DEVICES
+from components.core.model_config import ModelConfig
 from components.core.weighting import AGGS, DEFAULTS, SCHEMES
+from components.core.weighting.spec import option_name
+from components.train.config import DECAYS, LOSSES, MODEL_OPTIONS, WEIGHTING_OPTIONS, TrainConfig
 
-# Mirrors TrainConfig / ModelConfig defaults without importing torch (checked by a test).
-LOSSES = ("ce", "sampled", "bce", "gbce", "mml")
 # The weighting options: not given = the value the stats step recorded in weights.json.
 RECORDED = "default: as recorded in weights.json, else"
+# A field's annotation → the argparse type of its option.
+TYPES = {"int": int, "float": float, "str": str}
+
+
+def field_defaults(config: type) -> dict[str, Any]:
+    """Field name → default of the dataclass ``config`` (fields without one left out)."""
+    return {f.name: f.default for f in fields(config) if f.default is not MISSING}
+
+
+TRAIN_DEFAULTS = field_defaults(TrainConfig)
+MODEL_DEFAULTS = field_defaults(ModelConfig)
+# field name → its annotation as written (``int``, ``float | None``, …)
+FIELD_TYPES = {
+    f.name: f.type if isinstance(f.type, str) else f.type.__name__
+    for config in (TrainConfig, ModelConfig)
+    for f in fields(config)
+}
+
+
+def add_option(group: Any, name: str, help: str | None = None, **kwargs: Any) -> None:
+    """``--name`` for the TrainConfig / ModelConfig field ``name``: its default (the one written
+    in the dataclass) and its type; a bool field is a switch (``store_true``)."""
+    default = {**TRAIN_DEFAULTS, **MODEL_DEFAULTS}[name]
+    if FIELD_TYPES[name] == "bool":
+        kwargs.setdefault("action", "store_true")
+    else:
+        kwargs.setdefault("type", TYPES[FIELD_TYPES[name]])
+    group.add_argument(option_name(name), default=default, help=help, **kwargs)
+
+
+def add_weighting_option(group: Any, name: str, help: str, **kwargs: Any) -> None:
+    """A weighting option: not given, it is not set (the value weights.json recorded wins)."""
+    kind = FIELD_TYPES[name].removesuffix(" | None")
+    if "choices" not in kwargs:
+        kwargs["type"] = TYPES[kind]
+    default = getattr(DEFAULTS, name)
+    shown = f"{default:g}" if isinstance(default, float) else default
+    help = f"{help} ({RECORDED} {shown})"
+    group.add_argument(option_name(name), default=argparse.SUPPRESS, help=help, **kwargs)
+
 
 EXAMPLES = """The weighting parameters are those the stats step recorded in weights.json (e.g. its
 --beta, --agg, --target); --beta, --agg or --update-every-steps given here win. config.json
@@ -32,6 +75,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The train CLI; every default is the TrainConfig / ModelConfig one (``add_option``)."""
     parser = argparse.ArgumentParser(
         prog="python -m components.train",
         description="Train a causal-transformer sequential recommender (SPEC §6) with a "
@@ -46,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", help="stats step weights.json (or its dir); optional for --scheme none"
     )
     add_output_arguments(parser, "Model artifact dir")
-    parser.add_argument("--scheme", choices=SCHEMES, default="none", help="domain weighting")
-    parser.add_argument("--loss", choices=LOSSES, default="ce", help="base loss")
+    add_option(parser, "scheme", "domain weighting", choices=SCHEMES)
+    add_option(parser, "loss", "base loss", choices=LOSSES)
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -55,100 +99,77 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     model = parser.add_argument_group("model")
-    model.add_argument("--max-len", type=int, default=200, help="longest input sequence")
-    model.add_argument("--d-model", type=int, default=64)
-    model.add_argument("--n-blocks", type=int, default=2)
-    model.add_argument("--n-heads", type=int, default=2)
-    model.add_argument("--dropout", type=float, default=0.2)
-    model.add_argument("--ff-mult", type=int, default=4, help="feed-forward size / d-model")
+    add_option(model, "max_len", "longest input sequence")
+    add_option(model, "d_model", "embedding and state size")
+    add_option(model, "n_blocks", "transformer blocks")
+    add_option(model, "n_heads", "attention heads (must divide --d-model)")
+    add_option(model, "dropout", "dropout rate, in [0, 1)")
+    add_option(model, "ff_mult", "feed-forward size / d-model")
 
     opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=int, default=50, help="maximum epochs")
-    opt.add_argument("--batch-size", type=int, default=128, help="users per step (global)")
-    opt.add_argument("--lr", type=float, default=1e-3)
-    opt.add_argument("--weight-decay", type=float, default=0.0)
-    opt.add_argument("--warmup-steps", type=int, default=0)
-    opt.add_argument(
-        "--decay",
-        choices=("none", "linear", "cosine"),
-        default="none",
-        help="learning-rate decay to 0 at the last step of --epochs",
+    add_option(opt, "epochs", "maximum epochs")
+    add_option(opt, "batch_size", "users per step (global)")
+    add_option(opt, "lr", "AdamW learning rate")
+    add_option(opt, "weight_decay", "AdamW weight decay")
+    add_option(opt, "warmup_steps", "linear learning-rate warm-up steps")
+    add_option(
+        opt, "decay", "learning-rate decay to 0 at the last step of --epochs", choices=DECAYS
     )
-    opt.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm; 0 = off")
-    opt.add_argument(
-        "--patience",
-        type=int,
-        default=5,
-        help="stop after this many epochs without a better val NDCG@10; 0 = off",
-    )
-    opt.add_argument("--seed", type=int, default=0)
-    opt.add_argument(
-        "--length-buckets",
-        type=int,
-        default=0,
-        help="> 1: batch users of similar length (sorted within runs of N batches); "
+    add_option(opt, "grad_clip", "max gradient norm; 0 = off")
+    add_option(opt, "patience", "stop after this many epochs without a better val NDCG@10; 0 = off")
+    add_option(opt, "seed", "seed of the initial model, the batches and the negatives")
+    add_option(
+        opt,
+        "length_buckets",
+        "> 1: batch users of similar length (sorted within runs of N batches); "
         "much faster when sequences are short; 0 = plain shuffle",
     )
-    opt.add_argument(
-        "--stop-after-epochs",
-        type=int,
-        default=0,
-        help="stop this invocation after N epochs (continue with --resume); 0 = off",
+    add_option(
+        opt,
+        "stop_after_epochs",
+        "stop this invocation after N epochs (continue with --resume); 0 = off",
     )
 
     loss = parser.add_argument_group("loss and weighting")
-    loss.add_argument(
-        "--negatives",
-        type=int,
-        default=128,
-        help="uniform negatives: R for sampled, k for gbce/mml (bce uses 1)",
+    add_option(loss, "negatives", "uniform negatives: R for sampled, k for gbce/mml (bce uses 1)")
+    add_option(loss, "temperature", "sampled softmax τ")
+    add_option(loss, "gbce_t", "gBCE calibration t")
+    add_weighting_option(loss, "beta", "dynamic: EMA factor β")
+    add_weighting_option(
+        loss,
+        "update_every_steps",
+        "dynamic: update the weights every K steps; 0 = each epoch end",
     )
-    loss.add_argument("--temperature", type=float, default=1.0, help="sampled softmax τ")
-    loss.add_argument("--gbce-t", type=float, default=0.75, help="gBCE calibration t")
-    loss.add_argument(
-        "--beta",
-        type=float,
-        default=argparse.SUPPRESS,
-        help=f"dynamic: EMA factor β ({RECORDED} {DEFAULTS.beta:g})",
-    )
-    loss.add_argument(
-        "--update-every-steps",
-        type=int,
-        default=argparse.SUPPRESS,
-        help="dynamic: update the weights every K steps; 0 = each epoch end "
-        f"({RECORDED} {DEFAULTS.update_every_steps})",
-    )
-    loss.add_argument(
-        "--agg",
-        choices=AGGS,
-        default=argparse.SUPPRESS,
-        help=f"ω of a multi-domain item from its domains' weights ({RECORDED} {DEFAULTS.agg})",
+    add_weighting_option(
+        loss, "agg", "ω of a multi-domain item from its domains' weights", choices=AGGS
     )
 
     dev = parser.add_argument_group("devices")
-    dev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    dev.add_argument("--threads", type=int, default=0, help="CPU threads for torch; 0 = default")
-    dev.add_argument("--compile", action="store_true", help="torch.compile the model")
-    dev.add_argument("--val-batch-size", type=int, default=1024)
+    add_option(dev, "device", "auto: cuda if available, else cpu", choices=DEVICES)
+    add_option(dev, "threads", "CPU threads for torch; 0 = default")
+    add_option(dev, "compile", "torch.compile the model")
+    add_option(dev, "val_batch_size", "users per batch of the validation pass")
     dev.add_argument(
         "--nproc-per-node",
         type=int,
         default=1,
         help="processes for DDP, launched with torchrun (gloo on CPU, nccl on GPU)",
     )
-    dev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    dev.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        default=argparse.SUPPRESS,  # not given: TrainConfig's (a bar on rank 0)
+        help="no progress bar",
+    )
     return parser
 
 
 def options_from_args(args: argparse.Namespace) -> dict:
-    """The keyword options of ``train`` from parsed arguments."""
-    from components.core.model import ModelConfig
-    from components.train.trainer import TrainConfig
-
-    names = {f.name for f in fields(TrainConfig)} | {f.name for f in fields(ModelConfig)}
-    options = {k: v for k, v in vars(args).items() if k in names}
-    options["progress"] = not args.no_progress
-    return options
+    """The keyword options of ``train`` from parsed arguments (a weighting option only when
+    given)."""
+    names = {*TRAIN_DEFAULTS, *WEIGHTING_OPTIONS, *MODEL_OPTIONS}
+    return {k: v for k, v in vars(args).items() if k in names}
 
 
 def _launch_torchrun(args: argparse.Namespace, argv: list[str]) -> int:

@@ -142,6 +142,7 @@ def run_torchrun(nproc: int, request: dict) -> dict:
             bufsize=1,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},  # their lines as they come
         ) as proc:
+            assert proc.stdout is not None  # stdout=PIPE
             for line in proc.stdout:
                 sys.stdout.write(line)
                 sys.stdout.flush()
@@ -203,7 +204,8 @@ def train_task(
     """
     from components.core.devices import resolve_device
     from components.kfp_support import write_artifact_dir
-    from components.train.trainer import split_options, train
+    from components.train.config import split_options
+    from components.train.trainer import train
 
     configure_logging()
     fixed = {"scheme": variant, "loss": loss, "epochs": epochs, "device": device}

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from components.errors import ConfigError
+from components.train.config import LOSSES
 
-LOSSES = ("ce", "sampled", "bce", "gbce", "mml")
 NEGATIVE_LOSSES = ("sampled", "gbce", "mml")  # the losses that draw --negatives uniform items
 
 

@@ -30,19 +30,12 @@ import pyarrow.compute as pc
 
 from components.errors import ConfigError, InputError
 from components.ingest.raw import RawData
-from components.ingest.sources._read import (
-    BadRows,
-    FileRef,
-    header_fields,
-    is_zip,
-    list_files,
-    parse_object,
-    raw_interactions,
-    raw_items,
-    read_delimited,
-    read_json_lines,
-    to_numeric,
-)
+from components.ingest.sources.bad_rows import BadRows
+from components.ingest.sources.delimited import header_fields, read_delimited
+from components.ingest.sources.files import FileRef, is_zip, list_files
+from components.ingest.sources.jsonl import parse_object, read_json_lines
+from components.ingest.sources.numeric import to_numeric
+from components.ingest.sources.output import raw_data, raw_items
 
 log = logging.getLogger("dwlrec.ingest")
 
@@ -77,14 +70,8 @@ def read(path: Path, options: dict) -> RawData:
             "domain (none)",
             reviews.name,
         )
-    return RawData(
-        interactions=raw_interactions(table),
-        items=items,
-        rows_read=rows_read,
-        bad_rows=bad.count,
-        bad_examples=bad.examples,
-        source_files=[reviews.name] + ([meta.name] if meta else []),
-        items_source=meta.name if meta else None,
+    return raw_data(
+        table, items, rows_read=rows_read, bad=bad, files=[reviews, meta], items_source=meta
     )
 
 
@@ -267,13 +254,7 @@ def _read_meta(ref: FileRef, depth: int) -> pa.Table:
             [category or categories or ([main] if main else [])]
             for category, categories, main in zip(*columns, strict=True)
         ]
-    if bad.count:
-        log.warning(
-            "%s: skipped %d malformed metadata line(s); first: %s",
-            ref.name,
-            bad.count,
-            bad.examples[0],
-        )
+    bad.log_skipped(ref.name, "metadata line")
     return raw_items(item_ids, [_at_depth(paths, depth) for paths in item_paths])
 
 
@@ -281,7 +262,9 @@ ASIN_FIELD = re.compile(r"""['"]asin['"]:\s*['"]([^'"]+)['"]""")
 CATEGORIES_FIELD = re.compile(r"""['"]categories['"]:\s*(\[\[.*?\]\])""")
 
 
-def _read_literal_meta(ref: FileRef, bad: BadRows) -> tuple[list[str], list[list[list[str]]]]:
+def _read_literal_meta(
+    ref: FileRef, bad: BadRows
+) -> tuple[list[str], list[list[list[str | None]]]]:
     """2014 metadata (Python dict literals): asin and category paths of every line.
 
     ``ast.literal_eval`` of a whole line costs ~1 ms (long "related" lists), so the two fields
@@ -320,7 +303,7 @@ def _is_json(ref: FileRef) -> bool:
         return False
 
 
-def _at_depth(paths: list[list[str]], depth: int) -> list[str]:
+def _at_depth(paths: list[list[str | None]], depth: int) -> list[str]:
     # a null path or a null inside a path (JSON null) is no category
     found = [
         str(path[depth]).strip() for path in paths if path and len(path) > depth and path[depth]

@@ -21,22 +21,21 @@ import pyarrow.compute as pc
 
 from components.errors import ConfigError, InputError
 from components.ingest.raw import RawData
-from components.ingest.sources._read import (
-    BadRows,
-    FileRef,
-    is_zip,
-    locate,
-    raw_interactions,
-    raw_items,
-    read_delimited,
-    to_numeric,
-)
+from components.ingest.sources.bad_rows import BadRows
+from components.ingest.sources.delimited import read_delimited
+from components.ingest.sources.files import FileRef, find_input
+from components.ingest.sources.numeric import to_numeric
+from components.ingest.sources.output import raw_data, raw_items
 
 log = logging.getLogger("dwlrec.ingest")
 
 TIMESTAMPS_FILE = "user_taggedartists-timestamps.dat"
 DATES_FILE = "user_taggedartists.dat"
 TAGS_FILE = "tags.dat"
+NOT_FOUND = (  # --input has no such file: the InputError says what the source reads
+    f"no LastFM tagging file found; expected {TIMESTAMPS_FILE} or {DATES_FILE} "
+    f"(HetRec 2011 hetrec2011-lastfm-2k, optionally zipped) with {TAGS_FILE}"
+)
 OTHER = "other"
 DEFAULT_TOP_TAGS = 20
 
@@ -46,7 +45,7 @@ def read(path: Path, options: dict) -> RawData:
     top_tags = int(options.get("top_tags") or DEFAULT_TOP_TAGS)
     if top_tags < 1:
         raise ConfigError(f"--top-tags {top_tags}: expected >= 1")
-    ref = _find_events(path)
+    ref = find_input(path, (TIMESTAMPS_FILE, DATES_FILE), NOT_FOUND)
     bad = BadRows()
     with_ms = _has_ms_timestamps(ref)
     names = ["user", "artist", "tag"] + (["ms"] if with_ms else ["day", "month", "year"])
@@ -82,27 +81,14 @@ def read(path: Path, options: dict) -> RawData:
     if tags_ref is None:
         log.warning("%s: no %s next to it; domains are named tag:<tagID>", ref.name, TAGS_FILE)
     item_ids, domains = _artist_domains(artist, tag, tag_names, top_tags)
-    return RawData(
-        interactions=raw_interactions(interactions),
-        items=raw_items(item_ids, domains),
+    return raw_data(
+        interactions,
+        raw_items(item_ids, domains),
         rows_read=data.rows_read,
-        bad_rows=bad.count,
-        bad_examples=bad.examples,
-        source_files=[ref.name] + ([tags_ref.name] if tags_ref else []),
+        bad=bad,
+        files=[ref, tags_ref],
         counts={"removed_by_first_tag": repeats},
     )
-
-
-def _find_events(path: Path) -> FileRef:
-    if path.is_file() and not is_zip(path):
-        return FileRef(path)
-    found = locate(path, (TIMESTAMPS_FILE, DATES_FILE))
-    if found is None:
-        raise InputError(
-            f"{path}: no LastFM tagging file found; expected {TIMESTAMPS_FILE} or {DATES_FILE} "
-            f"(HetRec 2011 hetrec2011-lastfm-2k, optionally zipped) with {TAGS_FILE}"
-        )
-    return found
 
 
 def _has_ms_timestamps(ref: FileRef) -> bool:

@@ -12,27 +12,26 @@ Domains are the movie's genres (multi-label). Files may be gzip'd; a directory m
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 
 from components.errors import InputError
 from components.ingest.raw import RawData
-from components.ingest.sources._read import (
-    BadRows,
-    FileRef,
-    header_fields,
-    is_zip,
-    locate,
-    raw_interactions,
-    raw_items,
-    read_delimited,
-    to_numeric,
-)
+from components.ingest.sources.bad_rows import BadRows
+from components.ingest.sources.delimited import header_fields, read_delimited
+from components.ingest.sources.files import FileRef, find_input, items_file
+from components.ingest.sources.numeric import to_numeric
+from components.ingest.sources.output import raw_data, raw_items
 
 log = logging.getLogger("dwlrec.ingest")
 
 RATINGS_NAMES = ("u.data", "ratings.dat", "ratings.csv")
+NOT_FOUND = (  # --input has no such file: the InputError says what the source reads
+    f"no MovieLens ratings file found; expected one of {', '.join(RATINGS_NAMES)} "
+    f"(optionally .gz), or an official ml-*.zip archive"
+)
 ITEMS_NAMES = {"u.data": "u.item", "ratings.dat": "movies.dat", "ratings.csv": "movies.csv"}
 GENRES_100K = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
@@ -46,41 +45,25 @@ COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
 
 def read(path: Path, options: dict) -> RawData:
     """Read MovieLens ratings and movie genres from ``path`` (file, directory or zip)."""
-    ratings = _find_ratings(path)
+    ratings = find_input(path, RATINGS_NAMES, NOT_FOUND)
     layout = _layout(ratings)
     bad = BadRows()
     data, rows_read = _read_ratings(ratings, layout, bad)
-    if options.get("items"):
-        items_ref = FileRef(Path(options["items"]))
-    else:
-        items_ref = ratings.sibling([ITEMS_NAMES[layout]])
-        if items_ref is None:
-            raise InputError(
-                f"{ratings.name}: no MovieLens items file {ITEMS_NAMES[layout]} next to it "
-                f"(genres are the domains); pass its location with --items"
-            )
-    items = _read_items(items_ref, ratings)
-    return RawData(
-        interactions=raw_interactions(data),
-        items=items,
-        rows_read=rows_read,
-        bad_rows=bad.count,
-        bad_examples=bad.examples,
-        source_files=[ratings.name, items_ref.name],
-        items_source=items_ref.name,
-    )
-
-
-def _find_ratings(path: Path) -> FileRef:
-    if path.is_file() and not is_zip(path):
-        return FileRef(path)
-    found = locate(path, RATINGS_NAMES)
-    if found is None:
+    items_ref = items_file(options, ratings, [ITEMS_NAMES[layout]])
+    if items_ref is None:
         raise InputError(
-            f"{path}: no MovieLens ratings file found; expected one of "
-            f"{', '.join(RATINGS_NAMES)} (optionally .gz), or an official ml-*.zip archive"
+            f"{ratings.name}: no MovieLens items file {ITEMS_NAMES[layout]} next to it "
+            f"(genres are the domains); pass its location with --items"
         )
-    return found
+    items = _read_items(items_ref, ratings)
+    return raw_data(
+        data,
+        items,
+        rows_read=rows_read,
+        bad=bad,
+        files=[ratings, items_ref],
+        items_source=items_ref,
+    )
 
 
 def _layout(ratings: FileRef) -> str:
@@ -157,8 +140,9 @@ def _genre_names(ratings: FileRef, items: FileRef) -> list[str]:
     return [name for _, name in sorted(pairs)] or list(GENRES_100K)
 
 
-def _parse_u_item(ref: FileRef, genres: list[str]):
-    ids, domains, problems = [], [], []
+def _item_lines(ref: FileRef, problems: list[str]) -> Iterator[tuple[int, str]]:
+    """The non-blank lines of an items file with their numbers; undecodable ones go to
+    ``problems``."""
     text, undecodable = ref.read_text_checked()
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -166,6 +150,14 @@ def _parse_u_item(ref: FileRef, genres: list[str]):
         if number in undecodable:
             problems.append(f"{ref.name}:{number}: not valid UTF-8")
             continue
+        yield number, line
+
+
+def _parse_u_item(ref: FileRef, genres: list[str]):
+    ids: list[str] = []
+    domains: list[list[str]] = []
+    problems: list[str] = []
+    for number, line in _item_lines(ref, problems):
         fields = line.split("|")
         flags = fields[5:]
         if len(fields) < 6 or not fields[0].strip().isdigit() or len(flags) != len(genres):
@@ -177,14 +169,10 @@ def _parse_u_item(ref: FileRef, genres: list[str]):
 
 
 def _parse_movies_dat(ref: FileRef):
-    ids, domains, problems = [], [], []
-    text, undecodable = ref.read_text_checked()
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        if number in undecodable:
-            problems.append(f"{ref.name}:{number}: not valid UTF-8")
-            continue
+    ids: list[str] = []
+    domains: list[list[str]] = []
+    problems: list[str] = []
+    for number, line in _item_lines(ref, problems):
         fields = line.split("::")
         if len(fields) < 3 or not fields[0].strip().isdigit():
             problems.append(f"{ref.name}:{number}: expected MovieID::Title::Genres")

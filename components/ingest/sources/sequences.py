@@ -25,28 +25,27 @@ import pyarrow.compute as pc
 
 from components.errors import ConfigError, InputError
 from components.ingest.raw import RawData
-from components.ingest.sources._read import (
-    BadRows,
-    FileRef,
-    header_fields,
-    is_zip,
-    locate,
-    raw_interactions,
-    raw_items,
-    read_delimited,
-    split_domains,
-)
+from components.ingest.sources.bad_rows import BadRows
+from components.ingest.sources.delimited import header_fields, read_delimited
+from components.ingest.sources.domain_lists import split_domains
+from components.ingest.sources.files import FileRef, find_input, items_file
+from components.ingest.sources.output import raw_data, raw_items
 
 log = logging.getLogger("dwlrec.ingest")
 
 SEQUENCE_NAMES = ("sequences.txt",)
 ITEMS_NAMES = ("items.csv",)
+NOT_FOUND = (  # --input has no such file: the InputError says what the source reads
+    f"no sequences file found; expected {', '.join(SEQUENCE_NAMES)} (optionally .gz; lines "
+    f"'user item1 item2 …') and optionally {', '.join(ITEMS_NAMES)}, or pass the sequences "
+    f"file itself as --input"
+)
 _NO_DELIMITER = "\x1e"  # a whole line is one field
 
 
 def read(path: Path, options: dict) -> RawData:
     """Read ``user item1 item2 …`` lines (+ the items CSV) from ``path`` (file or directory)."""
-    sequences = _find_sequences(path)
+    sequences = find_input(path, SEQUENCE_NAMES, NOT_FOUND)
     bad = BadRows()
     data = read_delimited(sequences, ["line"], bad, delimiter=_NO_DELIMITER, quoting=False)
     lines = data.table.column("line").combine_chunks()
@@ -74,21 +73,20 @@ def read(path: Path, options: dict) -> RawData:
         }
     )
 
-    items_ref = _items_file(sequences, options)
+    items_ref = items_file(options, sequences, ITEMS_NAMES)
     items = _read_items(items_ref, options) if items_ref else None
     if items_ref is None:
         log.warning(
             "%s: no items.csv next to it and no --items: every item gets domain (none)",
             sequences.name,
         )
-    return RawData(
-        interactions=raw_interactions(interactions),
-        items=items,
+    return raw_data(
+        interactions,
+        items,
         rows_read=data.rows_read,
-        bad_rows=bad.count,
-        bad_examples=bad.examples,
-        source_files=[sequences.name] + ([items_ref.name] if items_ref else []),
-        items_source=items_ref.name if items_ref else None,
+        bad=bad,
+        files=[sequences, items_ref],
+        items_source=items_ref,
         row_unit="lines",
     )
 
@@ -141,25 +139,6 @@ def _refuse_ratings_table(lines: pa.Array, ref: FileRef, sample: int = 1000) -> 
     )
 
 
-def _find_sequences(path: Path) -> FileRef:
-    if path.is_file() and not is_zip(path):
-        return FileRef(path)
-    found = locate(path, SEQUENCE_NAMES)
-    if found is None:
-        raise InputError(
-            f"{path}: no sequences file found; expected {', '.join(SEQUENCE_NAMES)} (optionally "
-            f".gz; lines 'user item1 item2 …') and optionally {', '.join(ITEMS_NAMES)}, "
-            f"or pass the sequences file itself as --input"
-        )
-    return found
-
-
-def _items_file(sequences: FileRef, options: dict) -> FileRef | None:
-    if options.get("items"):
-        return FileRef(Path(options["items"]))
-    return sequences.sibling(ITEMS_NAMES)
-
-
 def _read_items(ref: FileRef, options: dict) -> pa.Table:
     id_col = options.get("item_id_col") or "item_id"
     domain_col = options.get("domain_col") or "category"
@@ -174,10 +153,7 @@ def _read_items(ref: FileRef, options: dict) -> pa.Table:
     data = read_delimited(
         ref, header, bad, delimiter=delimiter, skip_rows=1, include=[id_col, domain_col]
     )
-    if bad.count:
-        log.warning(
-            "%s: skipped %d malformed item row(s); first: %s", ref.name, bad.count, bad.examples[0]
-        )
+    bad.log_skipped(ref.name, "item row")
     table = data.table
     return raw_items(
         pc.utf8_trim_whitespace(table.column(id_col)),

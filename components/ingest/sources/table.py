@@ -28,44 +28,41 @@ import pyarrow.parquet as pq
 
 from components.errors import ConfigError, InputError
 from components.ingest.raw import RawData
-from components.ingest.sources._read import (
+from components.ingest.sources.bad_rows import MAX_EXAMPLES, BadRows
+from components.ingest.sources.delimited import header_fields, read_delimited
+from components.ingest.sources.domain_lists import as_domain_lists, domains_per_item
+from components.ingest.sources.files import FileRef, find_input, items_file
+from components.ingest.sources.numeric import (
     FLOAT_PATTERN,
     INT64_LIMIT,
-    MAX_EXAMPLES,
     SECONDS,
-    BadRows,
-    FileRef,
-    as_domain_lists,
-    domains_per_item,
-    header_fields,
-    is_zip,
-    locate,
     parse_timestamps,
-    raw_interactions,
-    raw_items,
-    read_delimited,
     to_numeric,
 )
+from components.ingest.sources.output import raw_data, raw_items
 
 log = logging.getLogger("dwlrec.ingest")
 
 INTERACTION_NAMES = ("interactions.parquet", "interactions.csv", "interactions.tsv")
 ITEMS_NAMES = ("items.parquet", "items.csv", "items.tsv")
+NOT_FOUND = (  # --input has no such file: the InputError says what the source reads
+    f"no interactions table found; expected one of {', '.join(INTERACTION_NAMES)} (CSV "
+    f"optionally .gz) and optionally {', '.join(ITEMS_NAMES)}, or pass the table file "
+    f"itself as --input"
+)
 DEFAULT_DOMAIN_COL = "domains"
 
 
 def read(path: Path, options: dict) -> RawData:
     """Read an interactions table (+ optional items table) from ``path`` (file or directory)."""
-    ref = _find_interactions(path)
+    ref = find_input(path, INTERACTION_NAMES, NOT_FOUND)
     columns = {
         "user_id": options.get("user_col") or "user_id",
         "item_id": options.get("item_col") or "item_id",
         "timestamp": options.get("time_col") or "timestamp",
         "rating": options.get("rating_col") or "rating",
     }
-    items_ref = (
-        FileRef(Path(options["items"])) if options.get("items") else ref.sibling(ITEMS_NAMES)
-    )
+    items_ref = items_file(options, ref, ITEMS_NAMES)
     if items_ref is not None and items_ref.path == ref.path and items_ref.member == ref.member:
         items_ref = None
     if items_ref is None:  # the domains, if any, are a column of the interactions table
@@ -98,29 +95,15 @@ def read(path: Path, options: dict) -> RawData:
                 columns["domain"],
                 example,
             )
-    return RawData(
-        interactions=raw_interactions(table),
-        items=items,
+    return raw_data(
+        table,
+        items,
         rows_read=rows_read,
-        bad_rows=bad.count,
-        bad_examples=bad.examples,
-        source_files=[ref.name] + ([items_ref.name] if items_ref else []),
-        counts=counts,
+        bad=bad,
+        files=[ref, items_ref],
         items_source=items_source,
+        counts=counts,
     )
-
-
-def _find_interactions(path: Path) -> FileRef:
-    if path.is_file() and not is_zip(path):
-        return FileRef(path)
-    found = locate(path, INTERACTION_NAMES)
-    if found is None:
-        raise InputError(
-            f"{path}: no interactions table found; expected one of "
-            f"{', '.join(INTERACTION_NAMES)} (CSV optionally .gz) and optionally "
-            f"{', '.join(ITEMS_NAMES)}, or pass the table file itself as --input"
-        )
-    return found
 
 
 def _is_parquet(ref: FileRef) -> bool:
@@ -286,13 +269,7 @@ def _read_items(ref: FileRef, options: dict) -> pa.Table:
             include=[id_col, domain_col],
         )
         table = data.table
-        if item_bad.count:
-            log.warning(
-                "%s: skipped %d malformed item row(s); first: %s",
-                ref.name,
-                item_bad.count,
-                item_bad.examples[0],
-            )
+        item_bad.log_skipped(ref.name, "item row")
     where = f"{ref.name}: column {domain_col!r} (--domain-col)"
     domains = as_domain_lists(table.column(domain_col), options.get("domain_sep", "|"), where)
     try:

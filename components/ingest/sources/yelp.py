@@ -19,20 +19,19 @@ import pyarrow.compute as pc
 
 from components.errors import ConfigError, InputError
 from components.ingest.raw import RawData
-from components.ingest.sources._read import (
-    BadRows,
-    FileRef,
-    is_zip,
-    locate,
-    raw_interactions,
-    raw_items,
-    read_json_lines,
-)
+from components.ingest.sources.bad_rows import BadRows
+from components.ingest.sources.files import FileRef, find_input, items_file
+from components.ingest.sources.jsonl import read_json_lines
+from components.ingest.sources.output import raw_data, raw_items
 
 log = logging.getLogger("dwlrec.ingest")
 
 REVIEW_NAMES = ("review.json", "yelp_academic_dataset_review.json")
 BUSINESS_NAMES = ("business.json", "yelp_academic_dataset_business.json")
+NOT_FOUND = (  # --input has no such file: the InputError says what the source reads
+    f"no Yelp reviews file found; expected {' or '.join(REVIEW_NAMES)} with "
+    f"{' or '.join(BUSINESS_NAMES)} (JSON lines, optionally .gz or in a .zip)"
+)
 DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
 REVIEW_FIELDS = {
     "user_id": pa.string(),
@@ -46,7 +45,7 @@ REQUIRED = ("user_id", "business_id", "date")
 def read(path: Path, options: dict) -> RawData:
     """Read Yelp reviews and business categories from ``path`` (file, directory or zip)."""
     domain_map = load_domain_map(options.get("domain_map"))
-    reviews = _find_reviews(path)
+    reviews = find_input(path, REVIEW_NAMES, NOT_FOUND)
     bad = BadRows()
     rows = read_json_lines(reviews, REVIEW_FIELDS, bad, required=REQUIRED)
     seconds = _parse_dates(rows.table.column("date"))
@@ -56,6 +55,7 @@ def read(path: Path, options: dict) -> RawData:
         seconds = _parse_dates(rows.table.column("date"))
     table = rows.table
     if seconds.null_count:
+        assert rows.lines is not None  # the exact reader's (see above)
         invalid = seconds.is_null().to_numpy(zero_copy_only=False)
         index = np.flatnonzero(invalid)
         dates = table.column("date")
@@ -76,35 +76,20 @@ def read(path: Path, options: dict) -> RawData:
         }
     )
 
-    business = reviews.sibling(BUSINESS_NAMES)
-    if options.get("items"):
-        business = FileRef(Path(options["items"]))
+    business = items_file(options, reviews, BUSINESS_NAMES)
     if business is None:
         raise InputError(
             f"{reviews.name}: no {' or '.join(BUSINESS_NAMES)} next to it (the business "
             f"categories are the domains); pass its location with --items"
         )
-    return RawData(
-        interactions=raw_interactions(interactions),
-        items=_read_business(business, domain_map),
+    return raw_data(
+        interactions,
+        _read_business(business, domain_map),
         rows_read=rows.rows_read,
-        bad_rows=bad.count,
-        bad_examples=bad.examples,
-        source_files=[reviews.name, business.name],
-        items_source=business.name,
+        bad=bad,
+        files=[reviews, business],
+        items_source=business,
     )
-
-
-def _find_reviews(path: Path) -> FileRef:
-    if path.is_file() and not is_zip(path):
-        return FileRef(path)
-    found = locate(path, REVIEW_NAMES)
-    if found is None:
-        raise InputError(
-            f"{path}: no Yelp reviews file found; expected {' or '.join(REVIEW_NAMES)} with "
-            f"{' or '.join(BUSINESS_NAMES)} (JSON lines, optionally .gz or in a .zip)"
-        )
-    return found
 
 
 def load_domain_map(value) -> dict[str, str] | None:
@@ -148,13 +133,7 @@ def _read_business(ref: FileRef, domain_map: dict[str, str] | None) -> pa.Table:
     bad = BadRows()
     fields = {"business_id": pa.string(), "categories": pa.string()}
     rows = read_json_lines(ref, fields, bad, required=("business_id",))
-    if bad.count:
-        log.warning(
-            "%s: skipped %d malformed business line(s); first: %s",
-            ref.name,
-            bad.count,
-            bad.examples[0],
-        )
+    bad.log_skipped(ref.name, "business line")
     domains = []
     for text in rows.table.column("categories").to_pylist():
         listed = [c.strip() for c in (text or "").split(",") if c.strip()]

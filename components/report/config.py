@@ -1,0 +1,44 @@
+"""The report step's options, defaults written once: ``ReportConfig`` is the source of
+``report(evals, output_dir, **options)``, the CLI's defaults and the pipeline's pre-run check of
+``report_options`` (``report_option_names``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from components.errors import ConfigError
+from components.report.compare import MIN_USERS
+
+
+@dataclass
+class ReportConfig:
+    baseline: str = "none"  # the variant the others are compared to
+    bootstrap: int = 1000  # paired bootstrap resamples
+    seed: int = 0  # bootstrap seed
+    k: int = 10  # cut-off K of Recall@K / NDCG@K
+    min_users: int = MIN_USERS  # never flag a smaller cohort as significant
+
+    def __post_init__(self) -> None:
+        """ConfigError naming the option and what is allowed (before anything is read)."""
+        if self.bootstrap < 0:
+            raise ConfigError(f"--bootstrap: must be >= 0, got {self.bootstrap}")
+        if self.k < 1:
+            raise ConfigError(f"--k: must be >= 1, got {self.k}")
+        if self.min_users < 1:
+            raise ConfigError(f"--min-users: must be >= 1, got {self.min_users}")
+
+
+def report_option_names() -> tuple[str, ...]:
+    """The keyword options of ``report`` (every ReportConfig field)."""
+    return tuple(f.name for f in fields(ReportConfig))
+
+
+def report_config(**options: Any) -> ReportConfig:
+    """``report``'s options → a checked ReportConfig; an unknown name is a ConfigError."""
+    unknown = sorted(set(options) - set(report_option_names()))
+    if unknown:
+        raise ConfigError(
+            f"report: unknown option(s) {unknown}; expected some of {sorted(report_option_names())}"
+        )
+    return ReportConfig(**options)

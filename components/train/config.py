@@ -1,0 +1,130 @@
+"""The train step's options: ``TrainConfig`` (every option but the model's, which are
+``ModelConfig``), their checks, and ``split_options`` (keyword options → the two configs).
+
+The defaults written here are the only ones: the CLI (``components.train.cli``) reads them from
+the dataclass fields. Importing this module never imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, fields
+
+from components.core.devices import DEVICES
+from components.core.model_config import ModelConfig
+from components.core.weighting import PARAMETER_NAMES, SCHEMES, WeightingSpec
+from components.core.weighting.spec import option_name
+from components.errors import ConfigError
+
+LOSSES = ("ce", "sampled", "bce", "gbce", "mml")  # the base losses (components.train.losses)
+DECAYS = ("none", "linear", "cosine")
+
+
+@dataclass
+class TrainConfig:
+    """Every option of the train step except the model's (those are in ModelConfig)."""
+
+    scheme: str = "none"  # none | fixed | inverse | dynamic (SPEC §5)
+    loss: str = "ce"  # ce | sampled | bce | gbce | mml (SPEC §6)
+    epochs: int = 50
+    batch_size: int = 128  # users per optimiser step (global, across DDP processes)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    decay: str = "none"  # none | linear | cosine, to 0 at the last step of `epochs`
+    grad_clip: float = 1.0  # max gradient norm; 0 = off
+    patience: int = 5  # early stopping: epochs without a better val NDCG@10; 0 = off
+    seed: int = 0
+    negatives: int = 128  # R (sampled) or k (gbce, mml); bce uses 1
+    temperature: float = 1.0  # sampled softmax
+    gbce_t: float = 0.75
+    # the weighting parameters train may set (WeightingSpec); None = as weights.json recorded
+    beta: float | None = None  # dynamic: EMA factor
+    update_every_steps: int | None = None  # dynamic: 0 = update at each epoch end
+    agg: str | None = None  # ω of a multi-domain item: mean | max of its domains' weights
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
+    compile: bool = False  # torch.compile the model (CUDA)
+    val_batch_size: int = 1024
+    length_buckets: int = 0  # > 1: batch users of similar length, sorting runs of N batches
+    stop_after_epochs: int = 0  # stop this invocation after N epochs (resume later); 0 = off
+    progress: bool = True  # tqdm progress bar on rank 0
+
+    def validate(self) -> None:
+        """ConfigError naming the option and what is allowed; runs before anything is read
+        (and in the pipeline's pre-run check). --negatives above the catalogue size is checked
+        by LossFunction once the dataset is known, still before training."""
+        for name, allowed in (
+            ("scheme", SCHEMES),
+            ("loss", LOSSES),
+            ("device", DEVICES),
+            ("decay", DECAYS),
+        ):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(
+                    f"{option_name(name)}: unknown {name} {value!r}; choose one of {list(allowed)}"
+                )
+        # integers: name → smallest allowed value
+        for name, low in (
+            ("epochs", 1),
+            ("batch_size", 1),
+            ("val_batch_size", 1),
+            ("negatives", 1),
+            ("warmup_steps", 0),
+            ("patience", 0),
+            ("seed", 0),
+            ("threads", 0),
+            ("length_buckets", 0),
+            ("stop_after_epochs", 0),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ConfigError(f"{option_name(name)}: expected an integer, got {value!r}")
+            if value < low:
+                raise ConfigError(f"{option_name(name)} must be >= {low}, got {value}")
+        # real numbers: name → (test, what is allowed); NaN and inf fail every test
+        reals = {
+            "lr": (lambda v: v > 0, "> 0"),
+            "weight_decay": (lambda v: v >= 0, ">= 0"),
+            "grad_clip": (lambda v: v >= 0, ">= 0 (0 = off)"),
+            "temperature": (lambda v: v > 0, "> 0"),
+            "gbce_t": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+        }
+        for name, (ok, what) in reals.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ConfigError(f"{option_name(name)}: expected a number, got {value!r}")
+            if not math.isfinite(value) or not ok(value):
+                raise ConfigError(
+                    f"{option_name(name)} must be {what} (a finite number), got {value}"
+                )
+        for name in ("compile", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"{option_name(name)}: expected true or false, got {getattr(self, name)!r}"
+                )
+        WeightingSpec(scheme=self.scheme, **self.weighting_given()).validate()
+
+    def weighting_given(self) -> dict:
+        """The weighting parameters given explicitly (the others: as weights.json recorded)."""
+        return {k: getattr(self, k) for k in WEIGHTING_OPTIONS if getattr(self, k) is not None}
+
+
+# the TrainConfig fields that are WeightingSpec parameters: given, they override weights.json
+WEIGHTING_OPTIONS = tuple(f.name for f in fields(TrainConfig) if f.name in PARAMETER_NAMES)
+# the ModelConfig fields that are train options (n_items comes from the dataset)
+MODEL_OPTIONS = tuple(f.name for f in fields(ModelConfig) if f.name != "n_items")
+
+
+def split_options(options: dict) -> tuple[TrainConfig, dict]:
+    """Keyword options → (TrainConfig, model options); unknown names are a ConfigError."""
+    train_names = {f.name for f in fields(TrainConfig)}
+    model_names = set(MODEL_OPTIONS)
+    unknown = sorted(set(options) - train_names - model_names)
+    if unknown:
+        raise ConfigError(f"train: unknown option(s) {unknown}")
+    cfg = TrainConfig(**{k: v for k, v in options.items() if k in train_names})
+    cfg.validate()
+    return cfg, {k: v for k, v in options.items() if k in model_names}
