@@ -15,7 +15,13 @@ USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPER
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Show defaults and keep the description's line breaks."""
+    """Show defaults and keep the description's line breaks; no "(default: None)": an option
+    without a default says what happens in its help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, what: str = "output directory") -> None:

@@ -20,22 +20,13 @@ EXAMPLES = """examples:
 """
 
 
-class _Formatter(HelpFormatter):
-    """No "(default: None)": an option without a default says what happens in its help."""
-
-    def _get_help_string(self, action):
-        if action.default is None:
-            return action.help
-        return super()._get_help_string(action)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m components.ingest",
         description="Read a dataset source and write items.parquet, interactions.parquet and "
         "manifest.json (SPEC §3): k-core filtered, densely re-indexed, leave-one-out split.",
         epilog=EXAMPLES,
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--source",
