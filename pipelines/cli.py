@@ -15,11 +15,11 @@ import logging
 import os
 import sys
 import tempfile
-from dataclasses import fields
 from pathlib import Path
 
 from components.clitools import HelpFormatter, run_cli
 from components.errors import ConfigError
+from components.options import field_default
 
 log = logging.getLogger("dwlrec.pipeline")
 
@@ -28,12 +28,6 @@ PARAM_HELP = (
     'string, e.g. --param epochs=5 --param variants=\'["none","dynamic"]\' '
     "--param ingest_options='{\"num_users\": 300}'"
 )
-
-
-def _default(cls, name: str):
-    """A dataclass field's default: every default is written once, in the config."""
-    field = next(f for f in fields(cls) if f.name == name)
-    return field.default_factory() if callable(field.default_factory) else field.default
 
 
 def _gpu_args(group) -> None:
@@ -50,14 +44,14 @@ def _gpu_args(group) -> None:
     group.add_argument(
         "--accelerator-count",
         type=int,
-        default=_default(MachineConfig, "accelerator_count"),
+        default=field_default(MachineConfig, "accelerator_count"),
         help="GPUs per train task (> 1: torchrun --nproc-per-node N inside the container)",
     )
     group.add_argument(
-        "--cpu", default=_default(MachineConfig, "cpu"), help="CPUs of train/evaluate"
+        "--cpu", default=field_default(MachineConfig, "cpu"), help="CPUs of train/evaluate"
     )
     group.add_argument(
-        "--memory", default=_default(MachineConfig, "memory"), help="memory of train/evaluate"
+        "--memory", default=field_default(MachineConfig, "memory"), help="memory of train/evaluate"
     )
     group.add_argument(
         "--node-selector",
@@ -76,7 +70,7 @@ def _gpu_args(group) -> None:
     group.add_argument(
         "--task-timeout",
         type=int,
-        default=_default(MachineConfig, "timeout_s"),
+        default=field_default(MachineConfig, "timeout_s"),
         help="kubeflow: seconds before a train/evaluate pod is stopped (0 = no limit)",
     )
 
@@ -92,9 +86,9 @@ def _machine_args(parser: argparse.ArgumentParser, target: str | None, gpu: bool
         parser.set_defaults(
             no_gpu=True,
             accelerator=None,
-            accelerator_count=_default(MachineConfig, "accelerator_count"),
-            cpu=_default(MachineConfig, "cpu"),
-            memory=_default(MachineConfig, "memory"),
+            accelerator_count=field_default(MachineConfig, "accelerator_count"),
+            cpu=field_default(MachineConfig, "cpu"),
+            memory=field_default(MachineConfig, "memory"),
             node_selector=[],
             toleration=[],
             task_timeout=0,
@@ -103,7 +97,7 @@ def _machine_args(parser: argparse.ArgumentParser, target: str | None, gpu: bool
         group.add_argument(
             "--target",
             choices=TARGETS,
-            default=_default(MachineConfig, "target"),
+            default=field_default(MachineConfig, "target"),
             help="backend the spec is for: GPU naming and scheduling fields differ",
         )
     if gpu:
@@ -120,29 +114,29 @@ def _machine_args(parser: argparse.ArgumentParser, target: str | None, gpu: bool
     runs.add_argument(
         "--parallelism",
         type=int,
-        default=_default(PipelineConfig, "parallelism"),
+        default=field_default(PipelineConfig, "parallelism"),
         help="variants trained at the same time (0 = all)",
     )
     runs.add_argument(
         "--retries",
         type=int,
-        default=_default(PipelineConfig, "retries"),
+        default=field_default(PipelineConfig, "retries"),
         help="retries of a failed task; a retried train task resumes from its checkpoint",
     )
     runs.add_argument(
         "--retry-backoff",
         type=int,
-        default=_default(PipelineConfig, "retry_backoff_s"),
+        default=field_default(PipelineConfig, "retry_backoff_s"),
         help="seconds before the first retry (doubled at each)",
     )
     runs.add_argument(
         "--checkpoint-root",
-        default=_default(PipelineConfig, "checkpoint_root"),
+        default=field_default(PipelineConfig, "checkpoint_root"),
         help="durable train checkpoints (local/mounted path or gs://); '' = the pipeline root",
     )
     runs.add_argument(
         "--checkpoint-pvc",
-        default=_default(PipelineConfig, "checkpoint_pvc"),
+        default=field_default(PipelineConfig, "checkpoint_pvc"),
         help="kubeflow: PersistentVolumeClaim mounted at --checkpoint-root in train tasks",
     )
     runs.add_argument("--no-cache", action="store_true", help="compile with caching off")
@@ -248,7 +242,6 @@ def _run(args) -> None:
     with tempfile.TemporaryDirectory(prefix="dwlrec-spec-") as tmp:
         spec = args.spec
         if spec is None:
-            args.no_gpu = True  # this machine's run: the kubeflow target without a GPU
             spec = compile_checked(Path(tmp) / "pipeline.yaml", pipeline_config(args, "kubeflow"))
         summary = run_local(
             params=params,

@@ -86,21 +86,14 @@ def _check_image(image: str) -> None:
         ) from exc
 
 
-def spec_images(spec_path: str | Path) -> set[str]:
-    from pipelines.spec_check import load_spec
-
-    executors = load_spec(spec_path)["deploymentSpec"]["executors"]
-    return {e["container"]["image"] for e in executors.values()}
-
-
-def check_local_spec(spec_path: str | Path) -> None:
-    """A spec that requests a GPU cannot run here: its train task would fail (device=cuda)."""
-    from pipelines.spec_check import check_spec_file_refs, load_spec
+def check_local_spec(spec_path: str | Path) -> set[str]:
+    """The images of a spec this machine can run; a spec that requests a GPU cannot run here
+    without one (its train task would fail: device=cuda)."""
+    from pipelines.spec_check import check_spec_file
 
     if not Path(spec_path).is_file():
         raise ConfigError(f"--spec {spec_path}: no such file")
-    check_spec_file_refs(spec_path)
-    executors = load_spec(spec_path)["deploymentSpec"]["executors"]
+    executors = check_spec_file(spec_path)["deploymentSpec"]["executors"]
     gpu = [
         n for n, e in executors.items() if e["container"].get("resources", {}).get("accelerator")
     ]
@@ -112,6 +105,7 @@ def check_local_spec(spec_path: str | Path) -> None:
                 f"--spec {spec_path}: {', '.join(sorted(gpu))} request a GPU and this machine "
                 "has none; compile with --no-gpu for a local run"
             )
+    return {e["container"]["image"] for e in executors.values()}
 
 
 def writable_root(pipeline_root: str | Path) -> Path:
@@ -143,10 +137,10 @@ def run_local(
     """Run the compiled spec at ``spec_path`` with ``params``; return where the report landed."""
     from kfp import components, local
 
-    check_local_spec(spec_path)
+    images = check_local_spec(spec_path)
     pipeline_root = writable_root(pipeline_root)
     local.init(
-        runner=make_runner(runner, spec_images(spec_path), threads),
+        runner=make_runner(runner, images, threads),
         pipeline_root=str(pipeline_root),
         enable_caching=enable_caching,
         raise_on_error=True,

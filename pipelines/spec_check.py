@@ -95,15 +95,11 @@ def load_spec(path: str | Path) -> dict:
     return next(yaml.safe_load_all(Path(path).read_text()))
 
 
-def check_spec_file(path: str | Path, config) -> None:
-    """Raise SpecError listing the problems of the YAML at ``path``."""
-    problems = check_spec(load_spec(path), config)
+def check_spec_file(path: str | Path, config=None) -> dict:
+    """The spec of the YAML at ``path``; SpecError listing its problems. Without ``config`` (a
+    spec compiled elsewhere) only what every backend needs is checked: no dangling reference."""
+    spec = load_spec(path)
+    problems = check_spec(spec, config) if config is not None else dangling_references(spec)
     if problems:
         raise SpecError(f"{path}: the compiled spec would be rejected: " + "; ".join(problems))
-
-
-def check_spec_file_refs(path: str | Path) -> None:
-    """Raise SpecError when the YAML at ``path`` has dangling input references."""
-    problems = dangling_references(load_spec(path))
-    if problems:
-        raise SpecError(f"{path}: the compiled spec would be rejected: " + "; ".join(problems))
+    return spec

@@ -9,7 +9,6 @@ The embedded demo's settings (``DEMO_*``) apply only to ``source=synthetic``: re
 steps' own defaults (max-len 200, 50 epochs with early stopping), never the demo's.
 """
 
-import inspect
 import json
 
 from components.errors import ConfigError
@@ -65,13 +64,6 @@ def _check_keys(name: str, options: dict, known: set[str]) -> None:
     unknown = sorted(set(options) - known)
     if unknown:
         _fail(name, options, f"unknown option(s) {unknown}; expected some of {sorted(known)}")
-
-
-def _kwargs_of(func, *exclude: str) -> set[str]:
-    names = inspect.signature(func).parameters
-    return {
-        n for n, p in names.items() if p.kind is p.KEYWORD_ONLY or p.default is not p.empty
-    } - set(exclude)
 
 
 def _check_ingest(params: dict) -> None:
@@ -141,7 +133,7 @@ def _check_train(params: dict) -> None:
 
 def _check_eval_and_report(params: dict) -> None:
     from components.evaluate.config import EvalConfig, eval_option_names
-    from components.report.config import report_option_names
+    from components.report.config import report_config, report_option_names
 
     options = params["eval_options"]
     _check_keys("eval_options", options, set(eval_option_names()))
@@ -149,18 +141,21 @@ def _check_eval_and_report(params: dict) -> None:
         EvalConfig(**options)
     except (ConfigError, TypeError, ValueError) as exc:
         _fail("eval_options", options, str(exc))
-    _check_keys("report_options", params["report_options"], set(report_option_names()))
+    options = params["report_options"]
+    _check_keys("report_options", options, set(report_option_names()))
+    try:
+        report_config(**options)
+    except (ConfigError, TypeError, ValueError) as exc:
+        _fail("report_options", options, str(exc))
 
 
 def _check_stats(params: dict) -> None:
-    from components.stats import compute_stats
     from components.stats.config import stats_config, stats_option_names
 
     options = params["stats_options"]
-    _check_keys("stats_options", options, set(stats_option_names()) | _kwargs_of(compute_stats))
-    values = {k: v for k, v in options.items() if k in stats_option_names()}
+    _check_keys("stats_options", options, set(stats_option_names()))
     try:  # every value the step checks before reading data (NaN, ranges, w_min <= w_max, ...)
-        stats_config(**values)
+        stats_config(**options)
     except (ConfigError, TypeError, ValueError) as exc:
         _fail("stats_options", options, str(exc))
 

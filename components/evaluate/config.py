@@ -5,11 +5,12 @@
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from components.core.devices import DEVICES
 from components.errors import ConfigError
+from components.options import config_from, option_names
 
 
 @dataclass
@@ -57,14 +58,9 @@ class EvalConfig:
 
 def eval_option_names() -> tuple[str, ...]:
     """The keyword options of ``evaluate`` (every EvalConfig field)."""
-    return tuple(f.name for f in fields(EvalConfig))
+    return option_names(EvalConfig)
 
 
 def eval_config(**options: Any) -> EvalConfig:
     """``evaluate``'s options → a checked EvalConfig; an unknown name is a ConfigError."""
-    unknown = sorted(set(options) - set(eval_option_names()))
-    if unknown:
-        raise ConfigError(
-            f"evaluate: unknown option(s) {unknown}; expected some of {sorted(eval_option_names())}"
-        )
-    return EvalConfig(**options)
+    return config_from(EvalConfig, "evaluate", options)

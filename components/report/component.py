@@ -6,7 +6,7 @@ from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Output
 from components.kfp_support import cpu_image
 
 
-def variant_dirs(evaluations: list, baseline: str) -> dict[str, str]:
+def evaluations_by_variant(evaluations: list, baseline: str) -> dict[str, str]:
     """``{variant: path}`` of the collected evaluate outputs, from each one's ``variant``
     metadata; a ConfigError on a missing or repeated variant name, or an absent ``baseline``."""
     from components.errors import ConfigError
@@ -63,11 +63,11 @@ def report(
     import pyarrow.parquet as pq
 
     from components.kfp_support import copy_file, restore_ints, ui_metric_key, write_artifact_dir
-    from components.report.component import variant_dirs
+    from components.report.component import evaluations_by_variant
     from components.report.report import COMPARISON_FILE, REPORT_HTML, REPORT_MD
     from components.report.report import report as run_report
 
-    evals = variant_dirs(evaluations, baseline)
+    evals = evaluations_by_variant(evaluations, baseline)
 
     def produce(out_dir):
         return run_report(

@@ -4,10 +4,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from components.errors import ConfigError
+from components.options import config_from, option_names
 from components.report.compare import MIN_USERS
 
 
@@ -31,14 +32,9 @@ class ReportConfig:
 
 def report_option_names() -> tuple[str, ...]:
     """The keyword options of ``report`` (every ReportConfig field)."""
-    return tuple(f.name for f in fields(ReportConfig))
+    return option_names(ReportConfig)
 
 
 def report_config(**options: Any) -> ReportConfig:
     """``report``'s options → a checked ReportConfig; an unknown name is a ConfigError."""
-    unknown = sorted(set(options) - set(report_option_names()))
-    if unknown:
-        raise ConfigError(
-            f"report: unknown option(s) {unknown}; expected some of {sorted(report_option_names())}"
-        )
-    return ReportConfig(**options)
+    return config_from(ReportConfig, "report", options)

@@ -6,13 +6,14 @@ CLI (``default_of``) and the pipeline's pre-run check (``stats_option_names``) d
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from components.core.stats_artifact import DEFAULT_POWER_THRESHOLDS
 from components.core.weighting import UNLABELLED_DOMAINS, WeightingParams
 from components.core.weighting.spec import finite_list
 from components.errors import ConfigError
+from components.options import config_from, field_default, option_names
 
 
 @dataclass
@@ -64,26 +65,18 @@ class StatsConfig(WeightingParams):
 
 def stats_option_names() -> tuple[str, ...]:
     """The keyword options of ``compute_stats`` (every StatsConfig field)."""
-    return tuple(f.name for f in fields(StatsConfig))
+    return option_names(StatsConfig)
 
 
 def default_of(name: str) -> Any:
     """The default of StatsConfig field ``name`` (what the CLI shows and uses)."""
-    field = StatsConfig.__dataclass_fields__[name]
-    if field.default is MISSING:
-        return field.default_factory()  # type: ignore[operator]
-    return field.default
+    return field_default(StatsConfig, name)
 
 
 def stats_config(**options: Any) -> StatsConfig:
     """``compute_stats``' options → a validated StatsConfig (the pipeline's pre-run check uses
     it too). An unknown option name is a ConfigError listing the known ones."""
-    unknown = sorted(set(options) - set(stats_option_names()))
-    if unknown:
-        raise ConfigError(
-            f"stats: unknown option(s) {unknown}; expected some of {sorted(stats_option_names())}"
-        )
-    config = StatsConfig(**options)
+    config = config_from(StatsConfig, "stats", options)
     config.validate()
     config.normalise()
     return config
