@@ -1,6 +1,10 @@
 """A step's options are the fields of its config dataclass: their names, their defaults (written
 once, in the dataclass) and the config built from keyword options, shared by every step's
-library entry point, CLI and the pipeline's pre-run check."""
+library entry point, CLI and the pipeline's pre-run check.
+
+One validation style: a config dataclass derives from ``Checked`` and writes its checks in
+``validate()``, which runs when the config is made (and again on ``dataclasses.replace``), so a
+config that exists is valid and a bad value fails before any work starts."""
 
 from __future__ import annotations
 
@@ -10,6 +14,17 @@ from typing import Any, TypeVar
 from components.errors import ConfigError
 
 Config = TypeVar("Config")
+
+
+class Checked:
+    """Base of the config dataclasses: ``validate()`` (ConfigError naming the option and what is
+    allowed) runs in ``__post_init__``."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError on a bad value; the subclass's checks."""
 
 
 def option_names(config: type) -> tuple[str, ...]:

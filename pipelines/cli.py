@@ -179,7 +179,6 @@ def pipeline_config(args, target: str | None = None):
         checkpoint_root=args.checkpoint_root,
         checkpoint_pvc=args.checkpoint_pvc,
     )
-    config.validate()
     return config
 
 

@@ -1,6 +1,6 @@
 """The ``sparse-domain-dwl`` pipeline (SPEC §9).
 
-    ingest → stats → ParallelFor(variant in variants): train → evaluate → report (dsl.Collected)
+    ingest → stats → ParallelFor(variant in stats' variant specs): train → evaluate → report
 
 ``dwlrec compile --target kubeflow|vertex`` writes one IR YAML per target; ``dwlrec run --local``
 executes such a YAML file with kfp's local runners, so the file a user submits is the file the
@@ -16,9 +16,11 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Markdown, Metrics
 
+from components.errors import ConfigError
 from components.evaluate import component as evaluate_component
 from components.ingest import component as ingest_component
 from components.kfp_support import cpu_image, cuda_image
+from components.options import Checked
 from components.report import component as report_component
 from components.stats import component as stats_component
 from components.train import component as train_component
@@ -30,7 +32,7 @@ DEFAULT_EPOCHS = 50  # the train step's budget; early stopping ends most runs so
 
 
 @dataclass
-class PipelineConfig:
+class PipelineConfig(Checked):
     """Compile-time settings of the pipeline."""
 
     image: str = field(default_factory=cpu_image)  # ingest, stats, report (and train/eval on CPU)
@@ -47,8 +49,6 @@ class PipelineConfig:
     checkpoint_pvc: str = ""  # kubeflow: a PersistentVolumeClaim mounted at checkpoint_root
 
     def validate(self) -> None:
-        from components.errors import ConfigError
-
         self.machine.validate()
         if self.parallelism < 0:
             raise ConfigError(f"--parallelism must be >= 0, got {self.parallelism}")
@@ -115,15 +115,17 @@ def build_pipeline(config: PipelineConfig | None = None):
         epochs: int = DEFAULT_EPOCHS,
         train_options: dict = {},  # noqa: B006
         eval_options: dict = {},  # noqa: B006
-        baseline: str = "none",
+        baseline: str = "none",  # a variant's name
         report_options: dict = {},  # noqa: B006
     ) -> PipelineOutputs:
         """ingest → stats → (train → evaluate) per variant → report.
 
         source/input_uri/ingest_options: what `python -m components.ingest` takes (source
         `synthetic` needs no input). fixed_domains/stats_options: the stats step's options.
-        variants: weighting schemes to train (none, fixed, inverse, dynamic). loss/epochs/
-        train_options: the train step's options. eval_options/report_options/baseline: the
+        variants: what to train side by side: scheme names (none, fixed, inverse, dynamic)
+        or named specs ({"name": "dyn-composite", "scheme": "dynamic", "target": "composite"},
+        whose other keys are weighting parameters or train options of that variant only).
+        loss/epochs/train_options: the train step's options. eval_options/report_options/baseline: the
         evaluate and report steps'. Options left out take the step's defaults.
         """
         ingest_task = ingest_op(source=source, input_uri=input_uri, options=ingest_options)
@@ -131,8 +133,11 @@ def build_pipeline(config: PipelineConfig | None = None):
             dataset=ingest_task.outputs["dataset"],
             fixed_domains=fixed_domains,
             options=stats_options,
+            variants=variants,
         )
-        with dsl.ParallelFor(variants, parallelism=config.parallelism) as variant:
+        # the checked variants (named specs) that stats returns, one train → evaluate each
+        specs = stats_task.outputs["Output"]
+        with dsl.ParallelFor(specs, parallelism=config.parallelism) as variant:
             train_task = train_op(
                 dataset=ingest_task.outputs["dataset"],
                 stats=stats_task.outputs["domain_stats"],

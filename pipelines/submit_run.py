@@ -18,9 +18,11 @@ def default_display_name(now: datetime | None = None) -> str:
 
 
 def variants_of(params: dict | None) -> list[str]:
-    """The weighting variants a run trains (the pipeline's default when not given)."""
+    """The names of the variants a run trains (the pipeline's default when not given)."""
+    from components.core.variants import variant_names
+
     variants = (params or {}).get("variants")
-    return [str(v) for v in variants] if isinstance(variants, list | tuple) else DEFAULT_VARIANTS
+    return variant_names(variants) if isinstance(variants, list | tuple) else DEFAULT_VARIANTS
 
 
 def run_description(params: dict | None) -> str:

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 from components.errors import ConfigError
+from components.options import Checked
 
 TARGETS = ("kubeflow", "vertex")
 DEFAULT_ACCELERATOR = {"vertex": "NVIDIA_L4", "kubeflow": "nvidia.com/gpu"}
@@ -73,7 +74,7 @@ def parse_node_selector(pairs: list[str]) -> dict[str, str]:
 
 
 @dataclass
-class MachineConfig:
+class MachineConfig(Checked):
     """What the train and evaluate tasks request (requests = limits: a Guaranteed pod that fits
     an ordinary 8-vCPU / 32 GB GPU node, e.g. GKE g2-standard-8 or Vertex's L4 machines)."""
 
@@ -87,12 +88,10 @@ class MachineConfig:
     tolerations: list[Toleration] = field(default_factory=list)  # kubeflow only
     timeout_s: int = 0  # kubeflow: pod active deadline of train/evaluate; 0 = none
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.target not in TARGETS:
             raise ConfigError(f"--target {self.target!r}: expected one of {list(TARGETS)}")
         self.accelerator = self.accelerator or DEFAULT_ACCELERATOR[self.target]
-
-    def validate(self) -> None:
         if self.target == "vertex" and self.accelerator not in VERTEX_ACCELERATORS:
             raise ConfigError(
                 f"--accelerator {self.accelerator!r}: Vertex AI expects one of "

@@ -120,6 +120,8 @@ class TaskLogs:
         self.run_dir = self.run_dir or Path(kwargs["pipeline_root"]) / relative.parts[0]
         key = "__".join(relative.parts[1:])
         variant = kwargs["arguments"].get("variant")
+        if isinstance(variant, dict):  # an item of the stats task's variant specs
+            variant = variant.get("name")
         label = f"{task_name}" + (f" [{variant}]" if variant else "")
         with self._lock:
             attempt = self._attempts[key] = self._attempts.get(key, 0) + 1

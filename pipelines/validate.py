@@ -80,30 +80,28 @@ def _check_ingest(params: dict) -> None:
     options = params["ingest_options"]
     _check_keys("ingest_options", options, CORE_KEYS | source_option_names(source) | {"sha256"})
     try:
-        IngestOptions(**{k: v for k, v in options.items() if k in CORE_KEYS}).validate()
+        IngestOptions(**{k: v for k, v in options.items() if k in CORE_KEYS})
         if source == "synthetic":
             from components.ingest.synthetic import SyntheticConfig
 
-            SyntheticConfig(**{k: v for k, v in options.items() if k not in CORE_KEYS}).validate()
+            SyntheticConfig(**{k: v for k, v in options.items() if k not in CORE_KEYS})
     except (ConfigError, TypeError, ValueError) as exc:
         _fail("ingest_options", options, str(exc))
 
 
+EXAMPLE = '{"name": "dyn-b8", "scheme": "dynamic", "beta": 0.8}'
+
+
 def _check_variants(params: dict) -> None:
-    from components.core.weighting import SCHEMES
+    from components.core.variants import parse_variants
 
     variants = params["variants"]
-    if not isinstance(variants, list) or not variants:
-        _fail("variants", variants, f"expected a non-empty list of {list(SCHEMES)}")
-    unknown = [v for v in variants if v not in SCHEMES]
-    if unknown:
-        _fail(
-            "variants", variants, f"unknown scheme(s) {unknown}; expected some of {list(SCHEMES)}"
-        )
-    if len(set(variants)) != len(variants):
-        _fail("variants", variants, "each variant may appear once (the report keys on names)")
-    if params["baseline"] not in variants:
-        _fail("baseline", params["baseline"], f"must be one of the variants {variants}")
+    try:
+        names = [v.name for v in parse_variants(variants, "variant")]
+    except ConfigError as exc:
+        _fail("variants", variants, f"{exc} (a variant: a scheme name, or e.g. {EXAMPLE})")
+    if params["baseline"] not in names:
+        _fail("baseline", params["baseline"], f"must be the name of a variant: {names}")
     fixed = params["fixed_domains"]
     if not isinstance(fixed, list) or not all(isinstance(d, str) for d in fixed):
         _fail("fixed_domains", fixed, "expected a list of domain names")
@@ -113,6 +111,7 @@ def _check_train(params: dict) -> None:
     from dataclasses import fields
 
     from components.core.model_config import ModelConfig
+    from components.core.variants import parse_variants
     from components.train.config import LOSSES, TrainConfig, split_options
 
     if params["loss"] not in LOSSES:
@@ -122,42 +121,50 @@ def _check_train(params: dict) -> None:
     options = params["train_options"]
     known = {f.name for f in fields(TrainConfig)} | {f.name for f in fields(ModelConfig)}
     _check_keys("train_options", options, known - {"n_items"})
-    try:
-        _, model_options = split_options(
-            {**options, "loss": params["loss"], "epochs": params["epochs"]}
-        )
-        ModelConfig(n_items=1, **model_options)
+    run_options = {**options, "loss": params["loss"], "epochs": params["epochs"]}
+    checks = [("train_options", options, run_options)]
+    for variant in parse_variants(params["variants"]):
+        # what a variant sets wins over the run's options (components.train.launch)
+        unknown = sorted(set(variant.train) - known)
+        if unknown:
+            _fail(
+                "variants",
+                variant.as_item(),
+                f"unknown train option(s) {unknown}; a variant sets weighting parameters or "
+                f"some of {sorted(known - {'n_items', 'device', 'scheme'})}",
+            )
+        merged = {**run_options, "scheme": variant.scheme, **variant.weighting, **variant.train}
+        checks.append(("variants", variant.as_item(), merged))
+    for name, value, merged in checks:
+        try:
+            _, model_options = split_options(merged)
+            ModelConfig(n_items=1, **model_options)
+        except (ConfigError, TypeError, ValueError) as exc:
+            _fail(name, value, str(exc).removeprefix("train: "))
+
+
+def _check_step_options(params: dict, name: str, known, build) -> None:
+    """Keys of ``params[name]`` among ``known``; ``build(**options)`` checks the values."""
+    options = params[name]
+    _check_keys(name, options, set(known))
+    try:  # every value the step checks before reading data (NaN, ranges, w_min <= w_max, ...)
+        build(**options)
     except (ConfigError, TypeError, ValueError) as exc:
-        _fail("train_options", options, str(exc).removeprefix("train: "))
+        _fail(name, options, str(exc))
 
 
 def _check_eval_and_report(params: dict) -> None:
     from components.evaluate.config import EvalConfig, eval_option_names
     from components.report.config import report_config, report_option_names
 
-    options = params["eval_options"]
-    _check_keys("eval_options", options, set(eval_option_names()))
-    try:
-        EvalConfig(**options)
-    except (ConfigError, TypeError, ValueError) as exc:
-        _fail("eval_options", options, str(exc))
-    options = params["report_options"]
-    _check_keys("report_options", options, set(report_option_names()))
-    try:
-        report_config(**options)
-    except (ConfigError, TypeError, ValueError) as exc:
-        _fail("report_options", options, str(exc))
+    _check_step_options(params, "eval_options", eval_option_names(), EvalConfig)
+    _check_step_options(params, "report_options", report_option_names(), report_config)
 
 
 def _check_stats(params: dict) -> None:
     from components.stats.config import stats_config, stats_option_names
 
-    options = params["stats_options"]
-    _check_keys("stats_options", options, set(stats_option_names()))
-    try:  # every value the step checks before reading data (NaN, ranges, w_min <= w_max, ...)
-        stats_config(**options)
-    except (ConfigError, TypeError, ValueError) as exc:
-        _fail("stats_options", options, str(exc))
+    _check_step_options(params, "stats_options", stats_option_names(), stats_config)
 
 
 def check_run_params(params: dict, defaults: dict | None = None) -> dict:

@@ -112,3 +112,22 @@ def too_long() -> list[str]:
 def test_no_file_is_over_400_lines():
     long = too_long()
     assert not long, "files of one idea stay under 400 lines:\n" + "\n".join(long)
+
+
+def test_every_logger_is_under_dwlrec():
+    """``logging.getLogger("dwlrec.<part>")`` everywhere, so one handler on "dwlrec" (what the
+    train task and `dwlrec run` configure) shows every step's messages."""
+    wrong = []
+    for path in [*COMPONENTS.rglob("*.py"), *(REPO / "pipelines").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "getLogger"
+                and node.args  # getLogger() = the root logger, configured on purpose
+            ):
+                name = node.args[0]
+                literal = isinstance(name, ast.Constant) and isinstance(name.value, str)
+                if not (literal and (name.value == "dwlrec" or name.value.startswith("dwlrec."))):
+                    wrong.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert wrong == []

@@ -52,12 +52,12 @@ def component_chain() -> ChainOutputs:
     when it has no input artifacts, so the chain is a small pipeline returning every artifact)."""
     ingest = ingest_component.component()(source="synthetic", input_uri="", options=TINY_INGEST)
     stats = stats_component.component()(
-        dataset=ingest.outputs["dataset"], fixed_domains=[], options={}
+        dataset=ingest.outputs["dataset"], fixed_domains=[], options={}, variants=["dynamic"]
     )
     train = train_component.component()(
         dataset=ingest.outputs["dataset"],
         stats=stats.outputs["domain_stats"],
-        variant="dynamic",
+        variant={"name": "dynamic", "scheme": "dynamic"},
         loss="ce",
         epochs=TINY_EPOCHS,
         options=TINY_TRAIN,
@@ -70,7 +70,7 @@ def component_chain() -> ChainOutputs:
         dataset=ingest.outputs["dataset"],
         stats=stats.outputs["domain_stats"],
         model=train.outputs["model"],
-        variant="dynamic",
+        variant={"name": "dynamic", "scheme": "dynamic"},
         options=TINY_EVAL,
         device="cpu",
     )

@@ -32,7 +32,7 @@ def run_evaluate(root: Path, dataset: Path, stats: Path, model: Path, variant: s
         dataset=Dataset(uri=str(dataset)),
         stats=Dataset(uri=str(stats)),
         model=Model(uri=str(model)),
-        variant=variant,
+        variant={"name": variant, "scheme": variant},
         options={"bootstrap": 20.0, "device": "cuda"},  # the device parameter must win
         device="cpu",
         metrics=metrics,

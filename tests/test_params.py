@@ -48,11 +48,23 @@ def test_demo_settings_apply_only_to_the_synthetic_source():
     assert with_demo_defaults({"epochs": 2})["epochs"] == 2
 
 
+DYN = {"name": "dyn", "scheme": "dynamic"}
 BAD = [
-    ({"variants": ["none", "bogus"]}, "--param variants=", "unknown scheme(s) ['bogus']"),
-    ({"variants": []}, "--param variants=", "non-empty"),
-    ({"variants": ["none", "none"]}, "--param variants=", "once"),
-    ({"variants": ["fixed", "dynamic"]}, "--param baseline=", "must be one of the variants"),
+    ({"variants": ["none", "bogus"]}, "--param variants=", "'scheme' must be one of"),
+    ({"variants": []}, "--param variants=", "at least one variant"),
+    ({"variants": ["none", "none"]}, "--param variants=", "duplicate variant name(s) ['none']"),
+    ({"variants": ["fixed", "dynamic"]}, "--param baseline=", "must be the name of a variant"),
+    ({"variants": ["none", {"scheme": "dynamic", "beta": 0.8}]}, "--param variants=", "'name'"),
+    ({"variants": ["none", {"name": "a/b", "scheme": "fixed"}]}, "--param variants=", "letters"),
+    (
+        {"variants": ["none", {**DYN, "beta": 1.5}]},
+        "--param variants=",
+        "--beta: must be in [0, 1)",
+    ),
+    ({"variants": ["none", {**DYN, "lrr": 1}]}, "--param variants=", "unknown train option(s)"),
+    ({"variants": ["none", {**DYN, "loss": "hinge"}]}, "--param variants=", "unknown loss 'hinge'"),
+    ({"variants": ["none", {**DYN, "device": "cuda"}]}, "--param variants=", "per variant"),
+    ({"variants": ["none", {**DYN, "target": "x"}]}, "--param variants=", "unknown target 'x'"),
     ({"loss": "hinge"}, "--param loss=", "expected one of"),
     ({"epochs": 0}, "--param epochs=", "positive"),
     ({"train_options": {"epochs": 3}}, "--param train_options=", "set by epochs"),

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.core.variants import parse_variant
 from components.kfp_support import cpu_image, cuda_image
 from pipelines.cli import main as pipeline_cli
 from pipelines.params import pipeline_parameters
@@ -133,9 +134,11 @@ def test_dag_fans_out_over_variants_with_retries_and_caching(specs):
     assert spec["pipelineInfo"]["name"] == PIPELINE_NAME
     root = spec["root"]["dag"]["tasks"]
     assert set(root) == {"ingest", "stats", "for-loop-1", "report"}
+    # over the variants the stats task checked and returned (named specs)
     assert root["for-loop-1"]["parameterIterator"]["items"]["inputParameter"] == (
-        "pipelinechannel--variants"
+        "pipelinechannel--stats-Output"
     )
+    assert "variants" in root["stats"]["inputs"]["parameters"]
     body = _loop_tasks(spec)
     assert set(body) == {"train", "evaluate"}
     tasks = {**{k: v for k, v in root.items() if k != "for-loop-1"}, **body}
@@ -215,21 +218,23 @@ def _run(tmp_path, capsys, *extra: str, params: dict | None = None):
     return code, summary, captured.out, captured.err
 
 
-def _check_report(summary: dict, variants: list[str]) -> None:
+def _check_report(summary: dict, variants: list) -> None:
+    """The report names every variant; each one's evaluation is of a model of its scheme."""
+    named = {v.name: v.scheme for v in map(parse_variant, variants)}
     report_html = Path(summary["report_html"])
     assert report_html.name == "report.html"
-    html = report_html.read_text()
-    for variant in variants:
-        assert variant in html
-        assert f"{variant}_ndcg_at_10" in summary["metrics"]
-    # the report says which model and training settings it was made with
     report_md = Path(summary["report_md"]).read_text()
+    run_rows = [line for line in report_md.splitlines() if line.startswith("| ")]
+    for name, scheme in named.items():
+        assert any(line.startswith(f"| {name} | {scheme} |") for line in run_rows), name
+        assert f"{name}_ndcg_at_10" in summary["metrics"]
+    # the report says which model and training settings it was made with
     assert "max_len=20" in report_md and "d_model=16" in report_md
     assert f"epochs={TINY_PARAMS['epochs']}" in report_md and "precision=fp32" in report_md
     run_dir = Path(summary["run_dir"])
     evaluations = sorted(run_dir.glob("for-loop-*-iteration-*/evaluate/evaluation"))
-    schemes = {json.loads((e / "metrics.json").read_text())["model"]["scheme"] for e in evaluations}
-    assert schemes == set(variants)
+    schemes = [json.loads((e / "metrics.json").read_text())["model"]["scheme"] for e in evaluations]
+    assert sorted(schemes) == sorted(named.values())
 
 
 def test_run_local_executes_the_compiled_kubeflow_cpu_yaml(tmp_path, capsys):
@@ -260,10 +265,26 @@ def test_run_local_executes_the_compiled_kubeflow_cpu_yaml(tmp_path, capsys):
 def test_run_local_executes_a_compiled_vertex_cpu_yaml(tmp_path, capsys):
     spec = tmp_path / "vertex.yaml"
     assert pipeline_cli(["compile", "--target", "vertex", "--no-gpu", "--output", str(spec)]) == 0
-    params = {**TINY_PARAMS, "variants": ["none", "dynamic"]}
+    # two settings of one scheme side by side: a bare name and a named spec
+    composite = {"name": "dyn-composite", "scheme": "dynamic", "target": "composite", "beta": 0.8}
+    variants = ["none", "dynamic", composite]
+    composite_setting = ("dynamic", "composite", 0.8)
+    params = {**TINY_PARAMS, "variants": variants}
     code, summary, out, _ = _run(tmp_path, capsys, "--spec", str(spec), "--verbose", params=params)
     assert code == 0
-    _check_report(summary, ["none", "dynamic"])
+    _check_report(summary, variants)
+    report_md = Path(summary["report_md"]).read_text()
+    row = next(line for line in report_md.splitlines() if line.startswith("| dyn-composite |"))
+    assert "beta=0.8" in row and "target=composite" in row
+    configs = [
+        json.loads(path.read_text())
+        for path in Path(summary["run_dir"]).glob("for-loop-*-iteration-*/train/model/config.json")
+    ]
+    settings = {(c["scheme"], c["weighting"]["target"], c["weighting"]["beta"]) for c in configs}
+    assert settings == {("none", "inverse", 0.9), ("dynamic", "inverse", 0.9), composite_setting}
+    composite_config = next(c for c in configs if c["weighting"]["target"] == "composite")
+    assert composite_config["weighting_sources"]["target"] == "train option"
+    assert "done  train [dyn-composite]" in out
     # --verbose streams the task logs as well as keeping them in files
     assert "train summary:" in out and "Executing task" in out
     assert Path(summary["spec"]).read_text() == spec.read_text()

@@ -617,9 +617,10 @@ def test_names_labels_and_versions():
     assert submit.default_display_name(now) == f"{PIPELINE_NAME}-20260304-050607"
     assert TIMESTAMPED.fullmatch(submit.default_display_name())
     assert submit.run_labels({}) == {"tool": "dwlrec", "variants": "none-fixed-dynamic"}
-    labels = submit.run_labels({"variants": ["Inverse", "dyn.amic"] * 10})
+    named = [{"name": f"Dyn.B{i}", "scheme": "dynamic", "beta": i / 20} for i in range(20)]
+    labels = submit.run_labels({"variants": ["inverse", *named]})
     assert re.fullmatch(r"[a-z0-9_-]{0,63}", labels["variants"])
-    assert labels["variants"].startswith("inverse-dyn-amic-")
+    assert labels["variants"].startswith("inverse-dyn-b0-dyn-b1-")
     assert submit.parse_version("2.14.0") == (2, 14, 0)
     assert submit.parse_version("v2.5.0-rc.1") == (2, 5, 0)
     assert submit.parse_version("2.15") == (2, 15, 0)

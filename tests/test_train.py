@@ -20,7 +20,7 @@ from components.core.devices import DEVICES, resolve_device
 from components.core.model import ModelConfig
 from components.core.model_artifact import load_model
 from components.core.sequences import UserSequences
-from components.core.weighting import AGGS, SCHEMES
+from components.core.weighting import AGGS, SCHEMES, TARGETS
 from components.errors import ConfigError
 from components.io import sha256_file
 from components.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, load_dataset
@@ -467,8 +467,12 @@ def test_cli_defaults_mirror_the_library():
             assert action.default == field.default, name
             assert action.type is types[field.type.removesuffix(" | None")], name
     for name in WEIGHTING_OPTIONS:
+        kind = library[name].type.removesuffix(" | None")
+        element = {"list[str]": "str", "tuple[float, float, float]": "float"}.get(kind, kind)
         if actions[name].type is not None:
-            assert actions[name].type is types[library[name].type.removesuffix(" | None")]
+            assert actions[name].type is types[element], name
+        nargs = "+" if kind.startswith("list") else 3 if kind.startswith("tuple") else None
+        assert actions[name].nargs == nargs, name
 
     # nothing given: exactly the library's defaults, and no weighting option at all
     args = parser.parse_args(["--dataset", "d", "--output", "o"])
@@ -482,7 +486,9 @@ def test_cli_defaults_mirror_the_library():
     given = ["--beta", "0.5", "--agg", "max", "--update-every-steps", "3", "--no-progress"]
     args = parser.parse_args(["--dataset", "d", "--output", "o", *given, "--compile"])
     options = cli.options_from_args(args)
-    assert {k: options[k] for k in (*WEIGHTING_OPTIONS, "progress", "compile")} == {
+    given_names = ("beta", "agg", "update_every_steps", "progress", "compile")
+    assert not set(WEIGHTING_OPTIONS) - set(given_names) & set(options)
+    assert {k: options[k] for k in given_names} == {
         "beta": 0.5,
         "agg": "max",
         "update_every_steps": 3,
@@ -496,6 +502,7 @@ def test_cli_defaults_mirror_the_library():
         "loss": LOSSES,
         "decay": DECAYS,
         "agg": AGGS,
+        "target": TARGETS,
         "device": DEVICES,
     }
     assert "(default: 200)" in " ".join(parser.format_help().split())  # --max-len

@@ -40,7 +40,7 @@ def run(inputs, model_dir: Path, **params) -> SimpleNamespace:
     dataset, stats = inputs
     model = SimpleNamespace(path=str(model_dir), metadata={})
     defaults = dict(
-        variant="dynamic",
+        variant={"name": "dynamic", "scheme": "dynamic"},
         loss="ce",
         epochs=2,
         options=TINY_TRAIN,

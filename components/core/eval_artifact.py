@@ -25,7 +25,7 @@ from components.download import localize
 from components.errors import InputError
 from components.io import atomic_dir, write_json_atomic, write_parquet_atomic, write_text_atomic
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dwlrec.core")
 
 METRICS_VERSION = 1
 PER_USER_FILE = "per_user.parquet"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from components.core.weighting.spec import scheme_parameters
 from components.errors import InputError
 from components.io import atomic_file, sha256_file, write_json_atomic
 from components.schema import Dataset, check_same_dataset
@@ -115,6 +116,8 @@ def model_summary(config: dict) -> dict:
         "best_epoch": config.get("best_epoch"),
         "epochs_run": config.get("epochs_run"),
         "model": config.get("model", {}),
+        # the parameters that shaped the weights (scheme_parameters of the spec)
+        "weighting": {k: weighting[k] for k in scheme_parameters(weighting) if k in weighting},
         "train": {k: train[k] for k in TRAIN_SETTINGS if k in train},
         "precision": config.get("precision"),
         "device": config.get("device"),

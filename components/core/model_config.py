@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from components.errors import ConfigError
+from components.options import Checked
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Checked):
     n_items: int  # catalogue size; item_idx runs 1..n_items, 0 is padding
     max_len: int = 200  # longest input sequence (older items are cut off)
     d_model: int = 64
@@ -18,7 +19,7 @@ class ModelConfig:
     dropout: float = 0.2
     ff_mult: int = 4  # feed-forward hidden size = ff_mult * d_model
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         checks = {
             "n_items": self.n_items >= 1,
             "max_len": self.max_len >= 1,

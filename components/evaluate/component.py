@@ -10,7 +10,7 @@ def evaluate(
     dataset: Input[Dataset],
     stats: Input[Dataset],
     model: Input[Model],
-    variant: str,
+    variant: dict,
     options: dict,
     device: str,
     metrics: Output[Metrics],
@@ -18,6 +18,8 @@ def evaluate(
     evaluation: Output[Dataset],
 ):
     """Full-ranking evaluation of one variant's model, overall and per domain/power-user cohort.
+
+    ``variant``: an item of the stats task's output (its ``name`` keys the metrics).
 
     ``device`` (auto | cpu | cuda, fixed when the pipeline is compiled) wins over an
     ``options["device"]``. ``metrics`` carries the overall Recall/NDCG@K and coverage under
@@ -28,6 +30,7 @@ def evaluate(
     import os
 
     from components.core.eval_artifact import METRICS_FILE, METRICS_MD_FILE
+    from components.core.variants import parse_variant
     from components.evaluate.evaluate import evaluate as run_evaluate
     from components.kfp_support import copy_file, restore_ints, ui_metric_key, write_artifact_dir
 
@@ -41,12 +44,13 @@ def evaluate(
         )
 
     write_artifact_dir(evaluation.path, produce)
-    evaluation.metadata["variant"] = variant
+    name = parse_variant(restore_ints(variant), "variant").name
+    evaluation.metadata["variant"] = name
     with open(os.path.join(evaluation.path, METRICS_FILE)) as handle:
         result = json.load(handle)
-    for name, value in result["summary"].items():
+    for key, value in result["summary"].items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            metrics.log_metric(ui_metric_key(variant, name), float(value))
+            metrics.log_metric(ui_metric_key(name, key), float(value))
     copy_file(os.path.join(evaluation.path, METRICS_MD_FILE), summary.path)
 
 

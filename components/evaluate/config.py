@@ -10,11 +10,11 @@ from typing import Any
 
 from components.core.devices import DEVICES
 from components.errors import ConfigError
-from components.options import config_from, option_names
+from components.options import Checked, config_from, option_names
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(Checked):
     ks: tuple[int, ...] = (10, 20)
     exclude_seen: bool = False  # mask the items the user interacted with before the target
     bootstrap: int = 1000  # resamples for the 95% CIs (0 = no CIs)
@@ -23,7 +23,7 @@ class EvalConfig:
     batch_size: int = 256  # users per forward pass of the model
     confidence: float = 0.95
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         """ConfigError naming the option and what is allowed (before anything is read)."""
 
         def whole(value) -> bool:  # an integer, or a float holding one (JSON params)

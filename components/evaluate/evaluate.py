@@ -32,7 +32,7 @@ from components.evaluate.tables import cohort_rows, exposure, per_domain_table
 from components.io import check_output, json_safe, library_versions
 from components.schema import Dataset, dataset_fingerprint, load_dataset
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dwlrec.evaluate")
 
 
 def evaluate_model(

@@ -89,7 +89,6 @@ def ingest(
     if source not in SOURCES:
         raise ConfigError(f"--source {source!r}: expected one of {list(SOURCES)}")
     processing = IngestOptions(**{k: v for k, v in options.items() if k in CORE_KEYS})
-    processing.validate()
     source_options = {k: v for k, v in options.items() if k not in CORE_KEYS and v is not None}
     output: dict[str, Any] = {
         "step": "ingest",

@@ -8,6 +8,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from components.errors import ConfigError
+from components.options import Checked
 
 log = logging.getLogger("dwlrec.ingest")
 
@@ -16,7 +17,7 @@ MIN_USER_LEAVE_ONE_OUT = 3  # train, valid and test each need an interaction
 
 
 @dataclass
-class IngestOptions:
+class IngestOptions(Checked):
     """Source-independent processing options (CLI flags of the same names)."""
 
     min_user_interactions: int = 5  # k-core, users

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from components.errors import ConfigError
 from components.ingest.raw import RawData
+from components.options import Checked
 
 MAX_INTERACTIONS = 200_000_000  # ~10× ML-20M; the generator holds ~100 bytes per interaction
 MAX_ITEMS = 10_000_000
@@ -38,7 +39,7 @@ def _flag(name: str) -> str:
 
 
 @dataclass
-class SyntheticConfig:
+class SyntheticConfig(Checked):
     num_users: int = 2000
     num_items: int = 800
     num_domains: int = 8

@@ -8,19 +8,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.errors import ConfigError
-from components.options import config_from, option_names
+from components.options import Checked, config_from, option_names
 from components.report.compare import MIN_USERS
 
 
 @dataclass
-class ReportConfig:
+class ReportConfig(Checked):
     baseline: str = "none"  # the variant the others are compared to
     bootstrap: int = 1000  # paired bootstrap resamples
     seed: int = 0  # bootstrap seed
     k: int = 10  # cut-off K of Recall@K / NDCG@K
     min_users: int = MIN_USERS  # never flag a smaller cohort as significant
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         """ConfigError naming the option and what is allowed (before anything is read)."""
         if self.bootstrap < 0:
             raise ConfigError(f"--bootstrap: must be >= 0, got {self.bootstrap}")

@@ -17,6 +17,7 @@ def describe_runs(variants: list[Variant]) -> list[list[str]]:
             [
                 run.name,
                 run.scheme,
+                _weighting(model.get("weighting") or {}),
                 str(model.get("loss", "?")),
                 _settings(model.get("model") or {}, MODEL_SETTINGS),
                 _settings(
@@ -38,6 +39,11 @@ def describe_runs(variants: list[Variant]) -> list[list[str]]:
 MODEL_SETTINGS = ("max_len", "d_model", "n_blocks", "n_heads", "dropout")
 
 
+def _weighting(values: dict) -> str:
+    """The parameters that shaped a run's weights (``-`` for the unweighted one)."""
+    return _settings(values, None) if values else "-"
+
+
 def _settings(values: dict, names) -> str:
     """``name=value`` pairs of a run's settings (all of ``values`` when ``names`` is None)."""
     names = names or list(values)
@@ -47,6 +53,7 @@ def _settings(values: dict, names) -> str:
 RUN_HEADER = [
     "variant",
     "scheme",
+    "weighting",
     "loss",
     "model",
     "training",

@@ -42,7 +42,7 @@ from components.report.config import report_config
 from components.report.render import describe_runs, html_report, markdown_report
 from components.report.text import lift_table, summary_sentence
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dwlrec.report")
 
 COMPARISON_FILE = "comparison.parquet"
 REPORT_MD = "report.md"

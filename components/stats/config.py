@@ -76,8 +76,7 @@ def default_of(name: str) -> Any:
 def stats_config(**options: Any) -> StatsConfig:
     """``compute_stats``' options → a validated StatsConfig (the pipeline's pre-run check uses
     it too). An unknown option name is a ConfigError listing the known ones."""
-    config = config_from(StatsConfig, "stats", options)
-    config.validate()
+    config = config_from(StatsConfig, "stats", options)  # checked when made
     config.normalise()
     return config
 

@@ -23,7 +23,7 @@ from components.io import atomic_dir, check_output, write_parquet_atomic
 from components.schema import NO_DOMAIN, dataset_fingerprint, load_dataset
 from components.stats.config import StatsConfig, stats_config
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dwlrec.stats")
 
 
 POWER_USERS_SCHEMA = pa.schema(

@@ -13,7 +13,7 @@ from typing import Any
 from components.clitools import HelpFormatter, add_output_arguments, run_cli
 from components.core.devices import DEVICES
 from components.core.model_config import ModelConfig
-from components.core.weighting import AGGS, DEFAULTS, SCHEMES
+from components.core.weighting import AGGS, DEFAULTS, SCHEMES, TARGETS
 from components.core.weighting.spec import option_name
 from components.train.config import DECAYS, LOSSES, MODEL_OPTIONS, WEIGHTING_OPTIONS, TrainConfig
 
@@ -52,16 +52,28 @@ def add_option(group: Any, name: str, help: str | None = None, **kwargs: Any) ->
 def add_weighting_option(group: Any, name: str, help: str, **kwargs: Any) -> None:
     """A weighting option: not given, it is not set (the value weights.json recorded wins)."""
     kind = FIELD_TYPES[name].removesuffix(" | None")
+    if kind.startswith("list["):  # fixed_domains
+        kwargs.setdefault("nargs", "+")
+        kind = "str"
+    elif kind.startswith("tuple["):  # lambdas: (float, float, float)
+        kwargs.setdefault("nargs", kind.count(",") + 1)
+        kind = "float"
     if "choices" not in kwargs:
         kwargs["type"] = TYPES[kind]
     default = getattr(DEFAULTS, name)
-    shown = f"{default:g}" if isinstance(default, float) else default
-    help = f"{help} ({RECORDED} {shown})"
+    shown = (
+        f"{default:g}"
+        if isinstance(default, float)
+        else " ".join(map(str, default))
+        if isinstance(default, tuple)
+        else default
+    )
+    help = f"{help} ({RECORDED} {shown})" if default is not None else f"{help} ({RECORDED[:-6]})"
     group.add_argument(option_name(name), default=argparse.SUPPRESS, help=help, **kwargs)
 
 
 EXAMPLES = """The weighting parameters are those the stats step recorded in weights.json (e.g. its
---beta, --agg, --target); --beta, --agg or --update-every-steps given here win. config.json
+--beta, --agg, --target); each one given here wins (e.g. --target composite --beta 0.8). config.json
 records the values used ("weighting") and where each came from ("weighting_sources").
 
 examples:
@@ -134,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_option(loss, "negatives", "uniform negatives: R for sampled, k for gbce/mml (bce uses 1)")
     add_option(loss, "temperature", "sampled softmax τ")
     add_option(loss, "gbce_t", "gBCE calibration t")
+    add_weighting_option(loss, "fixed_domains", "fixed: the boosted domains", metavar="DOMAIN")
+    add_weighting_option(loss, "fixed_weight", "fixed: weight of the boosted domains")
+    add_weighting_option(loss, "gamma", "inverse: power of (mean share / domain share)")
+    add_weighting_option(loss, "w_min", "lower clip bound of the weights")
+    add_weighting_option(loss, "w_max", "upper clip bound of the weights")
+    add_weighting_option(loss, "target", "dynamic: the target it moves toward", choices=TARGETS)
+    add_weighting_option(
+        loss, "lambdas", "composite: weights of IDF, user ratio, entropy", metavar="L"
+    )
+    add_weighting_option(loss, "alpha", "composite: w = 1 + alpha * zscore(S)")
     add_weighting_option(loss, "beta", "dynamic: EMA factor β")
     add_weighting_option(
         loss,

@@ -9,7 +9,7 @@ from components.kfp_support import cuda_image
 def train(
     dataset: Input[Dataset],
     stats: Input[Dataset],
-    variant: str,
+    variant: dict,
     loss: str,
     epochs: int,
     options: dict,
@@ -19,25 +19,29 @@ def train(
     run_id: str,
     model: Output[Model],
 ):
-    """Train one weighting ``variant`` (none|fixed|inverse|dynamic) with ``loss``.
+    """Train one ``variant`` (an item of the stats task's output: name, scheme, and the
+    weighting parameters and train options it sets) with ``loss`` unless it sets its own.
 
     ``options``: further ``train`` keyword arguments (model size, batch size, learning rate,
     seed…); ``device`` (cpu|cuda|auto, fixed when the pipeline is compiled) wins over theirs.
     ``nproc`` > 1: DDP over that many torchrun processes on this node. ``checkpoint_root`` ≠ '':
-    train in ``<checkpoint_root>/<run_id>/<variant>`` and resume from its checkpoints, so that a
+    train in ``<checkpoint_root>/<run_id>/<variant name>`` and resume from its checkpoints, so that a
     retried task continues (``gs://…`` = Vertex's /gcs mount; on Kubeflow a mounted volume).
     """
     import json
     import os
 
+    from components.core.variants import parse_variant
     from components.kfp_support import restore_ints
     from components.train.launch import train_task
+
+    spec = parse_variant(restore_ints(variant), "variant")
 
     summary = train_task(
         dataset.path,
         os.path.join(stats.path, "weights.json"),
         model.path,
-        variant=variant,
+        variant=spec.as_item(),
         loss=loss,
         epochs=epochs,
         options=restore_ints(options),
@@ -46,12 +50,12 @@ def train(
         checkpoint_root=checkpoint_root,
         run_id=run_id,
     )
-    model.metadata["variant"] = variant
-    model.metadata["loss"] = loss
+    model.metadata["variant"] = spec.name
+    model.metadata["scheme"] = spec.scheme
     model.metadata["framework"] = "pytorch"
     with open(os.path.join(model.path, "config.json")) as handle:
         config = json.load(handle)
-    for key in ("best_epoch", "epochs_run", "precision", "device", "world_size"):
+    for key in ("loss", "best_epoch", "epochs_run", "precision", "device", "world_size"):
         if key in config:
             model.metadata[key] = config[key]
     print("train summary:", json.dumps(summary, default=str)[:2000])

@@ -16,13 +16,14 @@ from components.core.model_config import ModelConfig
 from components.core.weighting import PARAMETER_NAMES, SCHEMES, WeightingSpec
 from components.core.weighting.spec import option_name
 from components.errors import ConfigError
+from components.options import Checked
 
 LOSSES = ("ce", "sampled", "bce", "gbce", "mml")  # the base losses (components.train.losses)
 DECAYS = ("none", "linear", "cosine")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Checked):
     """Every option of the train step except the model's (those are in ModelConfig)."""
 
     scheme: str = "none"  # none | fixed | inverse | dynamic (SPEC §5)
@@ -39,10 +40,18 @@ class TrainConfig:
     negatives: int = 128  # R (sampled) or k (gbce, mml); bce uses 1
     temperature: float = 1.0  # sampled softmax
     gbce_t: float = 0.75
-    # the weighting parameters train may set (WeightingSpec); None = as weights.json recorded
+    # every WeightingSpec parameter; None = as weights.json recorded (the stats step's options)
+    fixed_domains: list[str] | None = None  # fixed: the boosted domains
+    fixed_weight: float | None = None  # fixed: w_d of the boosted domains
+    gamma: float | None = None  # inverse: power of (p̄ / p_d)
+    w_min: float | None = None  # lower clip bound of every target and of dynamic
+    w_max: float | None = None  # upper clip bound
     beta: float | None = None  # dynamic: EMA factor
-    update_every_steps: int | None = None  # dynamic: 0 = update at each epoch end
+    target: str | None = None  # dynamic: inverse | composite
+    lambdas: tuple[float, float, float] | None = None  # composite: IDF, user, entropy
+    alpha: float | None = None  # composite: w = 1 + alpha * zscore(S)
     agg: str | None = None  # ω of a multi-domain item: mean | max of its domains' weights
+    update_every_steps: int | None = None  # dynamic: 0 = update at each epoch end
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # CPU threads for torch; 0 = torch's default
     compile: bool = False  # torch.compile the model (CUDA)
@@ -105,7 +114,7 @@ class TrainConfig:
                 raise ConfigError(
                     f"{option_name(name)}: expected true or false, got {getattr(self, name)!r}"
                 )
-        WeightingSpec(scheme=self.scheme, **self.weighting_given()).validate()
+        WeightingSpec(scheme=self.scheme, **self.weighting_given())  # checks the given values
 
     def weighting_given(self) -> dict:
         """The weighting parameters given explicitly (the others: as weights.json recorded)."""
@@ -125,6 +134,5 @@ def split_options(options: dict) -> tuple[TrainConfig, dict]:
     unknown = sorted(set(options) - train_names - model_names)
     if unknown:
         raise ConfigError(f"train: unknown option(s) {unknown}")
-    cfg = TrainConfig(**{k: v for k, v in options.items() if k in train_names})
-    cfg.validate()
+    cfg = TrainConfig(**{k: v for k, v in options.items() if k in train_names})  # checked
     return cfg, {k: v for k, v in options.items() if k in model_names}

@@ -189,7 +189,7 @@ def train_task(
     weights_path: str,
     model_dir: str,
     *,
-    variant: str,
+    variant: str | dict,
     loss: str,
     epochs: int,
     options: dict,
@@ -200,19 +200,24 @@ def train_task(
 ) -> dict:
     """Train one variant into the Model artifact dir ``model_dir``; returns the summary.
 
-    The task's parameters (variant, loss, epochs, device) win over the same keys in ``options``.
+    ``variant``: a scheme name or a named spec (``components.core.variants``). What the variant
+    sets wins over ``loss`` and ``options``; the task's scheme, epochs and device win over the
+    same keys in ``options``.
     """
     from components.core.devices import resolve_device
+    from components.core.variants import parse_variant
     from components.kfp_support import write_artifact_dir
     from components.train.config import split_options
     from components.train.trainer import train
 
     configure_logging()
-    fixed = {"scheme": variant, "loss": loss, "epochs": epochs, "device": device}
+    spec = parse_variant(variant, "variant")
+    fixed = {"scheme": spec.scheme, "loss": loss, "epochs": epochs, "device": device}
     ignored = {k: options[k] for k in fixed if k in options and options[k] != fixed[k]}
     if ignored:
         print(f"train: options {ignored} ignored, the task's parameters win: {fixed}", flush=True)
-    options = {**options, **fixed}
+    options = {**options, **fixed, **spec.weighting, **spec.train}
+    print(f"train: variant {spec.name}: {spec.describe()}", flush=True)
     if nproc < 1:
         raise ConfigError(f"nproc must be >= 1, got {nproc}")
     split_options(options)  # bad options fail here, not in every torchrun process
@@ -233,7 +238,7 @@ def train_task(
     if not checkpoint_root:
         return write_artifact_dir(model_dir, lambda out_dir: produce(out_dir, resume=False))
     try:
-        work_dir = checkpoint_dir(checkpoint_root, run_id, variant)
+        work_dir = checkpoint_dir(checkpoint_root, run_id, spec.name)
     except UnmountedCheckpointRoot as exc:
         # the pipeline root by default (Kubeflow's minio://): explicit roots are checked when
         # the pipeline is compiled, so this is the default one; say so and train without

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from components.errors import ConfigError
+from components.options import Checked
 from components.train.config import LOSSES
 
 NEGATIVE_LOSSES = ("sampled", "gbce", "mml")  # the losses that draw --negatives uniform items
@@ -164,7 +165,7 @@ def mml(
 
 
 @dataclass
-class LossFunction:
+class LossFunction(Checked):
     """The configured base loss: (states, targets, item_embeddings) → per-example loss [N].
 
     Draws its negatives from torch's global RNG (seeded and checkpointed by the trainer).
@@ -180,7 +181,7 @@ class LossFunction:
     item_probs: torch.Tensor | None = None  # [n_items + 1] train frequencies (sampled only)
     max_logits: int = 1 << 22  # ce chunk size, in logits
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.name not in LOSSES:
             raise ConfigError(f"--loss: unknown loss {self.name!r}; choose one of {list(LOSSES)}")
         if isinstance(self.negatives, bool) or not isinstance(self.negatives, numbers.Integral):

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
 from components.errors import ConfigError
+from components.options import Checked
 from components.schema import NO_DOMAIN
 
 SCHEMES = ("none", "fixed", "inverse", "dynamic")
@@ -68,7 +69,7 @@ def _names(option: str, values) -> None:
 
 
 @dataclass
-class WeightingParams:
+class WeightingParams(Checked):
     """The parameters of the weighting schemes (SPEC §5) and their defaults."""
 
     fixed_domains: list[str] | None = None  # fixed: boosted domains; None → the clearly sparse
@@ -143,6 +144,21 @@ class WeightingSpec(WeightingParams):
 
 
 PARAMETER_NAMES = tuple(f.name for f in fields(WeightingSpec) if f.name != "scheme")
+
+
+def scheme_parameters(spec: Mapping) -> tuple[str, ...]:
+    """The parameters that shape the weights of ``spec``'s scheme (e.g. for a report row)."""
+    scheme = spec.get("scheme", "none")
+    if scheme == "none":
+        return ()
+    if scheme == "fixed":
+        return ("fixed_domains", "fixed_weight", "agg")
+    target = "inverse" if scheme == "inverse" else spec.get("target", "inverse")
+    shape = ("gamma",) if target == "inverse" else ("lambdas", "alpha")
+    dynamic = ("target", "beta", "update_every_steps") if scheme == "dynamic" else ()
+    return (*dynamic, *shape, "w_min", "w_max", "agg")
+
+
 DEFAULTS = WeightingSpec()
 
 
@@ -158,14 +174,13 @@ def resolve_spec(
     if unknown:
         raise ConfigError(f"weighting: unknown option(s) {unknown}; expected {PARAMETER_NAMES}")
     given = {k: v for k, v in given.items() if v is not None}
-    WeightingSpec(scheme=scheme, **given).validate()
+    WeightingSpec(scheme=scheme, **given)  # checked when made: a bad given value names its option
     recorded = {k: v for k, v in (recorded or {}).items() if k in PARAMETER_NAMES and v is not None}
     try:
-        WeightingSpec(scheme=scheme, **recorded).validate()
+        WeightingSpec(scheme=scheme, **recorded)
     except ConfigError as exc:
         raise ConfigError(f"{source}: recorded params: {exc}") from exc
     spec = WeightingSpec(scheme=scheme, **{**recorded, **given})
-    spec.validate()
     spec.normalise()
     sources = {
         name: GIVEN if name in given else RECORDED if name in recorded else DEFAULT
@@ -190,4 +205,5 @@ __all__ = [
     "finite_list",
     "option_name",
     "resolve_spec",
+    "scheme_parameters",
 ]
