@@ -392,41 +392,6 @@ def test_importing_the_library_does_not_import_torch():
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
-def _ddp_rank(rank: int, world: int, init_file: str, results) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        w = weighter("dynamic", beta=0.0, update_every_steps=1, all_reduce_counts=True)
-        # each rank sees different targets; summed: rare 2, mid 2, common 6
-        if rank == 0:
-            w.observe(torch.tensor([1, 2, 3, 3]))
-        else:
-            w.observe(torch.tensor([3, 3, 3, 3]))
-            w.observe(torch.tensor([1, 2]))
-        w.step_end(0, 1)
-        results[rank] = (w.running_domain_counts().tolist(), list(w.current_weights().values()))
-    finally:
-        dist.destroy_process_group()
-
-
-@pytest.mark.slow  # spawns two processes (~15 s on a busy 2-core machine)
-def test_dynamic_updates_agree_across_ddp_ranks(tmp_path):
-    import torch.multiprocessing as mp
-
-    with mp.Manager() as manager:
-        results = manager.dict()
-        mp.spawn(_ddp_rank, args=(2, str(tmp_path / "init"), results), nprocs=2, join=True)
-        results = dict(results)
-    counts0, weights0 = results[0]
-    counts1, weights1 = results[1]
-    assert counts0 == counts1 == [2.0, 2.0, 6.0]
-    assert weights0 == weights1
-    expected = inverse_weights(np.array([2, 2, 6]) / 10, 0.5, W_MIN, W_MAX)
-    np.testing.assert_allclose(weights0, expected)  # beta 0: the target from the summed counts
-
-
 def test_static_schemes_do_not_count_targets():
     w = weighter("inverse")
     w.observe(torch.tensor([1, 2, 3]))

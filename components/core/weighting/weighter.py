@@ -3,7 +3,9 @@
 The train step holds one: it turns a batch of target item indices into per-example weights ω
 with one gather from a cached item → ω lookup and, for ``dynamic``, moves the domain weights
 toward their target with an EMA (every epoch, or every K optimiser steps from the running counts
-of the targets seen; under DDP the counts can be summed over ranks).
+of the targets seen). Under DDP every rank observes the whole global batch (the train step
+feeds it the batch before sharding), so all ranks hold the same counts and reach the same
+weights without communicating.
 
 Importing this module never imports torch; torch is imported inside the methods that take
 tensors.
@@ -59,16 +61,10 @@ class DomainWeighter:
         spec: WeightingSpec,
         weights: dict,
         item_domains: list[list[str]],
-        *,
-        all_reduce_counts: bool = False,
     ):
         spec.validate()
         validate_weights(weights)
         self.spec = spec
-        # True when each DDP rank observe()s only its own shard of the batch: the running
-        # counts are then summed over ranks at each update. False (default) when every rank
-        # observes the whole global batch (as the train step does): counts already agree.
-        self.all_reduce_counts = all_reduce_counts
         self.domains: list[str] = list(weights["domains"])
         # what a run used: weights.json's params (e.g. unlabelled_domains), then the spec
         self.params = {**weights["params"], **spec.as_dict()}
@@ -100,14 +96,12 @@ class DomainWeighter:
         weights: dict,
         item_domains: list[list[str]],
         scheme: str = "none",
-        *,
-        all_reduce_counts: bool = False,
         **given,
     ) -> DomainWeighter:
         """The weighter of ``scheme`` with the parameters weights.json recorded, each one
         replaced by a value in ``given`` that is not None (``resolve_spec``)."""
         spec, _ = resolve_spec(scheme, validate_weights(weights)["params"], **given)
-        return cls(spec, weights, item_domains, all_reduce_counts=all_reduce_counts)
+        return cls(spec, weights, item_domains)
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -216,21 +210,9 @@ class DomainWeighter:
         self._pending_counts += torch.bincount(flat, minlength=self.n_items + 1)
 
     def _sync_counts(self) -> None:
-        """Fold the targets seen since the last update into the totals. With
-        ``all_reduce_counts`` under torch.distributed, the pending counts are first summed over
-        every rank so all ranks compute the same weights (each rank must reach the same
-        updates, as DDP training does)."""
+        """Fold the targets seen since the last update into the totals."""
         if self._pending_counts is None:
             return
-        import torch.distributed as dist
-
-        if (
-            self.all_reduce_counts
-            and dist.is_available()
-            and dist.is_initialized()
-            and dist.get_world_size() > 1
-        ):
-            dist.all_reduce(self._pending_counts)
         self._total_counts += self._pending_counts.cpu().numpy()
         self._pending_counts.zero_()
 
