@@ -114,6 +114,7 @@ def build_pipeline(config: PipelineConfig | None = None):
         loss: str = "ce",
         epochs: int = DEFAULT_EPOCHS,
         train_options: dict = {},  # noqa: B006
+        exclude_seen: bool = False,
         eval_options: dict = {},  # noqa: B006
         baseline: str = "none",  # a variant's name
         report_options: dict = {},  # noqa: B006
@@ -125,8 +126,10 @@ def build_pipeline(config: PipelineConfig | None = None):
         variants: what to train side by side: scheme names (none, fixed, inverse, dynamic)
         or named specs ({"name": "dyn-composite", "scheme": "dynamic", "target": "composite"},
         whose other keys are weighting parameters or train options of that variant only).
-        loss/epochs/train_options: the train step's options. eval_options/report_options/baseline: the
-        evaluate and report steps'. Options left out take the step's defaults.
+        loss/epochs/train_options: the train step's options. exclude_seen: the run's evaluation
+        protocol (the user's earlier items out of the ranking) in train's validation and in
+        evaluate. eval_options/report_options/baseline: the evaluate and report steps'. Options
+        left out take the step's defaults.
         """
         ingest_task = ingest_op(source=source, input_uri=input_uri, options=ingest_options)
         stats_task = stats_op(
@@ -144,6 +147,7 @@ def build_pipeline(config: PipelineConfig | None = None):
                 variant=variant,
                 loss=loss,
                 epochs=epochs,
+                exclude_seen=exclude_seen,
                 options=train_options,
                 device=machine.device,
                 nproc=machine.processes,
@@ -155,6 +159,7 @@ def build_pipeline(config: PipelineConfig | None = None):
                 stats=stats_task.outputs["domain_stats"],
                 model=train_task.outputs["model"],
                 variant=variant,
+                exclude_seen=exclude_seen,
                 options=eval_options,
                 device=machine.device,
             )

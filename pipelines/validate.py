@@ -28,8 +28,12 @@ RESERVED: dict[str, dict[str, str | None]] = {
         "loss": "loss",
         "epochs": "epochs",
         "device": "the compiled target (--no-gpu / --accelerator)",
+        "exclude_seen": "exclude_seen (one protocol per run)",
     },
-    "eval_options": {"device": "the compiled target (--no-gpu / --accelerator)"},
+    "eval_options": {
+        "device": "the compiled target (--no-gpu / --accelerator)",
+        "exclude_seen": "exclude_seen (one protocol per run)",
+    },
     "report_options": {"baseline": "baseline", "evals": None, "output_dir": None},
 }
 
@@ -118,6 +122,8 @@ def _check_train(params: dict) -> None:
         _fail("loss", params["loss"], f"expected one of {list(LOSSES)}")
     if not isinstance(params["epochs"], int) or params["epochs"] < 1:
         _fail("epochs", params["epochs"], "expected a positive number of epochs")
+    if not isinstance(params["exclude_seen"], bool):
+        _fail("exclude_seen", params["exclude_seen"], "expected true or false")
     options = params["train_options"]
     known = {f.name for f in fields(TrainConfig)} | {f.name for f in fields(ModelConfig)}
     _check_keys("train_options", options, known - {"n_items"})

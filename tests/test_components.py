@@ -60,6 +60,7 @@ def component_chain() -> ChainOutputs:
         variant={"name": "dynamic", "scheme": "dynamic"},
         loss="ce",
         epochs=TINY_EPOCHS,
+        exclude_seen=False,
         options=TINY_TRAIN,
         device="cpu",
         nproc=1,
@@ -71,6 +72,7 @@ def component_chain() -> ChainOutputs:
         stats=stats.outputs["domain_stats"],
         model=train.outputs["model"],
         variant={"name": "dynamic", "scheme": "dynamic"},
+        exclude_seen=False,
         options=TINY_EVAL,
         device="cpu",
     )

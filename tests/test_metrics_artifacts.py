@@ -33,6 +33,7 @@ def run_evaluate(root: Path, dataset: Path, stats: Path, model: Path, variant: s
         stats=Dataset(uri=str(stats)),
         model=Model(uri=str(model)),
         variant={"name": variant, "scheme": variant},
+        exclude_seen=False,
         options={"bootstrap": 20.0, "device": "cuda"},  # the device parameter must win
         device="cpu",
         metrics=metrics,

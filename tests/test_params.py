@@ -69,6 +69,10 @@ BAD = [
     ({"epochs": 0}, "--param epochs=", "positive"),
     ({"train_options": {"epochs": 3}}, "--param train_options=", "set by epochs"),
     ({"train_options": {"device": "cuda"}}, "--param train_options=", "compiled target"),
+    ({"train_options": {"exclude_seen": True}}, "--param train_options=", "set by exclude_seen"),
+    ({"eval_options": {"exclude_seen": True}}, "--param eval_options=", "set by exclude_seen"),
+    ({"exclude_seen": "yes"}, "--param exclude_seen=", "true or false"),
+    ({"variants": ["none", {**DYN, "exclude_seen": True}]}, "--param variants=", "per variant"),
     (
         {"train_options": {"max_lenn": 3}},
         "--param train_options=",

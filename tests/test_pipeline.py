@@ -269,7 +269,7 @@ def test_run_local_executes_a_compiled_vertex_cpu_yaml(tmp_path, capsys):
     composite = {"name": "dyn-composite", "scheme": "dynamic", "target": "composite", "beta": 0.8}
     variants = ["none", "dynamic", composite]
     composite_setting = ("dynamic", "composite", 0.8)
-    params = {**TINY_PARAMS, "variants": variants}
+    params = {**TINY_PARAMS, "variants": variants, "exclude_seen": True}  # one protocol, all tasks
     code, summary, out, _ = _run(tmp_path, capsys, "--spec", str(spec), "--verbose", params=params)
     assert code == 0
     _check_report(summary, variants)
@@ -282,6 +282,9 @@ def test_run_local_executes_a_compiled_vertex_cpu_yaml(tmp_path, capsys):
     ]
     settings = {(c["scheme"], c["weighting"]["target"], c["weighting"]["beta"]) for c in configs}
     assert settings == {("none", "inverse", 0.9), ("dynamic", "inverse", 0.9), composite_setting}
+    assert all(c["train"]["exclude_seen"] is True for c in configs)
+    evaluations = Path(summary["run_dir"]).glob("for-loop-*-iteration-*/evaluate/evaluation")
+    assert all(json.loads((e / "metrics.json").read_text())["exclude_seen"] for e in evaluations)
     composite_config = next(c for c in configs if c["weighting"]["target"] == "composite")
     assert composite_config["weighting_sources"]["target"] == "train option"
     assert "done  train [dyn-composite]" in out

@@ -19,6 +19,7 @@ import torch
 from components.core.devices import DEVICES, resolve_device
 from components.core.model import ModelConfig
 from components.core.model_artifact import load_model
+from components.core.model_config import NORMS
 from components.core.sequences import UserSequences
 from components.core.weighting import AGGS, SCHEMES, TARGETS
 from components.errors import ConfigError
@@ -26,7 +27,14 @@ from components.io import sha256_file
 from components.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, load_dataset
 from components.stats import compute_stats
 from components.train import cli, trainer
-from components.train.config import DECAYS, WEIGHTING_OPTIONS, TrainConfig, split_options
+from components.train.config import (
+    DECAYS,
+    OPTIMIZERS,
+    SELECT_METRICS,
+    WEIGHTING_OPTIONS,
+    TrainConfig,
+    split_options,
+)
 from components.train.distributed import autocast_dtype, precision_name
 from components.train.losses import LOSSES, LossFunction
 from components.train.step import TrainingError
@@ -34,6 +42,8 @@ from components.train.trainer import train
 from components.train.validation import evaluate_split
 
 torch.set_num_threads(1)
+# the train_log.jsonl fields that measure time (they differ between identical runs)
+TIMINGS = ("seconds", "sequences_per_s", "epoch_wall_s", "epoch_cpu_s")
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "max_len": 12,
@@ -188,9 +198,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(data, tmp_path):
 
     def strip(directory):
         rows = [json.loads(x) for x in (tmp_path / directory / "train_log.jsonl").open()]
-        return [
-            {k: v for k, v in r.items() if k not in ("seconds", "sequences_per_s")} for r in rows
-        ]
+        return [{k: v for k, v in r.items() if k not in TIMINGS} for r in rows]
 
     assert strip("straight") == strip("resumed")
     assert json.loads((tmp_path / "straight" / "weights_history.json").read_text()) == json.loads(
@@ -454,12 +462,22 @@ def test_cli_defaults_mirror_the_library():
     for name, field in library.items():
         action = actions[name]
         flag = "--no-progress" if name == "progress" else "--" + name.replace("_", "-")
-        assert action.option_strings == [flag], name
+        on_by_default = field.type == "bool" and field.default is True and name != "progress"
+        # a switch that is on by default also has its --no- form
+        assert action.option_strings == [flag, *(["--no-" + flag[2:]] if on_by_default else [])]
         if name in WEIGHTING_OPTIONS:
             assert field.default is None and action.default is argparse.SUPPRESS, name
         elif name == "progress":  # --no-progress; not given: TrainConfig's default
             assert field.default is True and action.default is argparse.SUPPRESS
             assert action.const is False
+        elif on_by_default:
+            assert (
+                action.default is True
+                and parser.parse_args(
+                    ["--dataset", "d", "--output", "o", flag.replace("--", "--no-")]
+                ).__dict__[name]
+                is False
+            ), name
         elif field.type == "bool":
             assert action.default is field.default is False and action.const is True, name
         else:
@@ -504,6 +522,9 @@ def test_cli_defaults_mirror_the_library():
         "agg": AGGS,
         "target": TARGETS,
         "device": DEVICES,
+        "norm": NORMS,
+        "optimizer": OPTIMIZERS,
+        "select_metric": SELECT_METRICS,
     }
     assert "(default: 200)" in " ".join(parser.format_help().split())  # --max-len
 

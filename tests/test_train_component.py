@@ -43,6 +43,7 @@ def run(inputs, model_dir: Path, **params) -> SimpleNamespace:
         variant={"name": "dynamic", "scheme": "dynamic"},
         loss="ce",
         epochs=2,
+        exclude_seen=False,
         options=TINY_TRAIN,
         device="cpu",
         nproc=1,

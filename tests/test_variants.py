@@ -78,6 +78,7 @@ def test_a_named_variant_trains_with_what_it_sets(inputs, tmp_path):
         variant=variant,
         loss="ce",
         epochs=1,
+        exclude_seen=False,
         options={**TINY_TRAIN, "lr": 0.001},
         device="cpu",
         nproc=1,

@@ -1,8 +1,10 @@
 """The sequential recommender (SPEC §6): a causal transformer over a user's item sequence.
 
-SASRec / PinnerFormer style: item embedding (row 0 = padding) + learned position embedding,
-PreNorm blocks (causal multi-head self-attention, GELU feed-forward), a final LayerNorm. The
-state h_t at position t scores every item i by h_t · e_i with the same (tied) item embeddings.
+SASRec / PinnerFormer style: item embedding (row 0 = padding) + learned position embedding
+(optionally √d-scaled, optionally LayerNorm'd), blocks of causal multi-head self-attention and a
+GELU feed-forward with LayerNorm before each sublayer and a final one (``norm="pre"``) or after
+each residual (``"post"``, SASRec's reference code). The state h_t at position t scores every
+item i by h_t · e_i with the same (tied) item embeddings.
 
 Sequences are LEFT-padded with item 0, so the most recent item is always the last column and
 gets the last position embedding, in training and at inference alike. The model dir (model.pt,
@@ -53,19 +55,29 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    """PreNorm transformer block: x + attn(LN(x)), then x + ffn(LN(x))."""
+    """A transformer block. pre: x + attn(LN(x)), then x + ffn(LN(x)).
+    post (SASRec's reference code): LN(x + attn(x)), then LN(x + ffn(x))."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.norm_attn = nn.LayerNorm(cfg.d_model)
+        self.post_norm = cfg.norm == "post"
+        eps = POST_NORM_EPS if self.post_norm else PRE_NORM_EPS
+        self.norm_attn = nn.LayerNorm(cfg.d_model, eps=eps)
         self.attn = SelfAttention(cfg)
-        self.norm_ff = nn.LayerNorm(cfg.d_model)
+        self.norm_ff = nn.LayerNorm(cfg.d_model, eps=eps)
         self.ff = FeedForward(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        if self.post_norm:
+            x = self.norm_attn(x + self.drop(self.attn(x, allowed)))
+            return self.norm_ff(x + self.drop(self.ff(x)))
         x = x + self.drop(self.attn(self.norm_attn(x), allowed))
         return x + self.drop(self.ff(self.norm_ff(x)))
+
+
+PRE_NORM_EPS = 1e-5  # torch's default
+POST_NORM_EPS = 1e-12  # the SASRec/BERT reference code's
 
 
 class SeqRecModel(nn.Module):
@@ -74,11 +86,26 @@ class SeqRecModel(nn.Module):
         self.cfg = cfg
         self.item_embedding = nn.Embedding(cfg.n_items + 1, cfg.d_model, padding_idx=0)
         self.position_embedding = nn.Embedding(cfg.max_len, cfg.d_model)
+        eps = POST_NORM_EPS if cfg.norm == "post" else PRE_NORM_EPS
+        self.emb_norm = nn.LayerNorm(cfg.d_model, eps=eps) if cfg.emb_norm else nn.Identity()
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_blocks))
-        self.final_norm = nn.LayerNorm(cfg.d_model)
-        nn.init.normal_(self.item_embedding.weight, std=cfg.d_model**-0.5)
-        nn.init.normal_(self.position_embedding.weight, std=0.02)
+        # post-norm blocks end in a LayerNorm already
+        self.final_norm = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
+        self.input_scale = cfg.d_model**0.5 if cfg.scale_emb else 1.0
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        cfg = self.cfg
+        if cfg.init_std > 0:  # the reference: every Linear and Embedding N(0, std), biases 0
+            for module in self.modules():
+                if isinstance(module, nn.Linear | nn.Embedding):
+                    nn.init.normal_(module.weight, std=cfg.init_std)
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        else:
+            nn.init.normal_(self.item_embedding.weight, std=cfg.d_model**-0.5)
+            nn.init.normal_(self.position_embedding.weight, std=0.02)
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
 
@@ -94,8 +121,8 @@ class SeqRecModel(nn.Module):
         allowed = allowed[:, None]  # [B, 1, L, L], broadcast over heads
 
         positions = torch.arange(self.cfg.max_len - L, self.cfg.max_len, device=item_seq.device)
-        x = self.item_embedding(item_seq) * self.cfg.d_model**0.5  # [B, L, d]
-        x = self.drop(x + self.position_embedding(positions))  # [B, L, d]
+        x = self.item_embedding(item_seq) * self.input_scale  # [B, L, d]
+        x = self.drop(self.emb_norm(x + self.position_embedding(positions)))  # [B, L, d]
         keep = is_item[..., None].to(x.dtype)  # [B, L, 1]
         x = x * keep
         for block in self.blocks:

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from components.core.weighting.spec import scheme_parameters
-from components.errors import InputError
+from components.errors import ConfigError, InputError
 from components.io import atomic_file, sha256_file, write_json_atomic
 from components.schema import Dataset, check_same_dataset
 
@@ -27,7 +27,17 @@ LOG_FILE = "train_log.jsonl"
 MODEL_SHA256_KEY = "model_sha256"  # in config.json: the sha256 of model.pt as written
 ARTIFACT_FILES = (MODEL_FILE, CONFIG_FILE, LOG_FILE, HISTORY_FILE)  # the finished model dir
 # the training settings a reader of a comparison needs to judge it (shown by the report)
-TRAIN_SETTINGS = ("epochs", "patience", "batch_size", "lr", "weight_decay", "seed")
+TRAIN_SETTINGS = (
+    "optimizer",
+    "epochs",
+    "patience",
+    "select_metric",
+    "exclude_seen",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "seed",
+)
 
 
 def save_torch_file(obj, path: str | Path) -> None:
@@ -104,6 +114,31 @@ def check_trained_on(config: dict, dataset: Dataset, model_dir: str | Path) -> N
     trained_on = config.get("dataset")
     if isinstance(trained_on, dict):
         check_same_dataset(trained_on, dataset, str(model_dir), "trained")
+
+
+def trained_protocol(config: dict) -> bool:
+    """The evaluation protocol a model was selected under: True = the history masked (config.json
+    ``train.exclude_seen``; models from before it was recorded kept the history)."""
+    train = config.get("train")
+    return bool(train.get("exclude_seen", False)) if isinstance(train, dict) else False
+
+
+def run_protocol(config: dict, asked: bool | None, model_dir: str | Path) -> bool:
+    """``asked`` (None = not given) checked against the model's protocol; the one to use.
+
+    One protocol per run: a model selected with the history kept is not evaluated with it
+    masked, or the other way round (ConfigError naming both)."""
+    trained = trained_protocol(config)
+    if asked is None or asked == trained:
+        return trained
+    kept = {True: "masked", False: "kept"}
+    flag = "--exclude-seen" if asked else "--no-exclude-seen"
+    raise ConfigError(
+        f"{flag}: the model in {model_dir} was trained and selected with the history "
+        f"{kept[trained]} ({CONFIG_FILE} train.exclude_seen = {str(trained).lower()}); evaluate "
+        f"it under that protocol (leave {flag} out) or train with "
+        f"{'--exclude-seen' if asked else '--no-exclude-seen'}"
+    )
 
 
 def model_summary(config: dict) -> dict:

@@ -18,8 +18,28 @@ class ModelConfig(Checked):
     n_heads: int = 2
     dropout: float = 0.2
     ff_mult: int = 4  # feed-forward hidden size = ff_mult * d_model
+    # the recipe (issue 13): where LayerNorm sits, the input embedding, the initialisation
+    norm: str = "pre"  # pre: x + f(LN(x)) and a final LN | post: LN(x + f(x)) (SASRec, BERT)
+    emb_norm: bool = False  # LayerNorm on item + position embeddings (before their dropout)
+    scale_emb: bool = True  # multiply the item embeddings by √d_model at the input
+    init_std: float = 0.0  # > 0: every Linear/Embedding N(0, init_std), biases 0 (0.02 = SASRec's
+    # reference code); 0: item embeddings N(0, d^-½), positions N(0, 0.02), Linear torch's
 
     def validate(self) -> None:
+        if self.norm not in NORMS:
+            raise ConfigError(f"--norm: unknown norm {self.norm!r}; choose one of {list(NORMS)}")
+        for name in ("emb_norm", "scale_emb"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"--{name.replace('_', '-')}: expected true or false, got "
+                    f"{getattr(self, name)!r}"
+                )
+        if isinstance(self.init_std, bool) or not isinstance(self.init_std, int | float):
+            raise ConfigError(f"--init-std: expected a number, got {self.init_std!r}")
+        if not 0 <= self.init_std < 1:
+            raise ConfigError(
+                f"--init-std: must be in [0, 1) (0 = the default init), got {self.init_std}"
+            )
         checks = {
             "n_items": self.n_items >= 1,
             "max_len": self.max_len >= 1,
@@ -38,5 +58,12 @@ class ModelConfig(Checked):
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
+        """The config a config.json ``model`` section describes; a recipe field it lacks (a model
+        trained before the field existed) takes the value that model was built with."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        return cls(**{**BEFORE_RECIPE, **{k: v for k, v in values.items() if k in known}})
+
+
+NORMS = ("pre", "post")
+# the architecture of models saved before the recipe fields were recorded
+BEFORE_RECIPE = {"norm": "pre", "emb_norm": False, "scale_emb": True, "init_std": 0.0}

@@ -27,7 +27,7 @@ from components.errors import ConfigError
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 # set by the pipeline's compiled machine or by the variant's own fields, never per variant
-NOT_PER_VARIANT = ("device", "name", "scheme")
+NOT_PER_VARIANT = ("device", "name", "scheme", "exclude_seen")  # one protocol per run
 
 
 @dataclass(frozen=True)

@@ -48,10 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--k", type=int, nargs="+", default=list(defaults.ks), help="cut-offs K")
     parser.add_argument(
         "--exclude-seen",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=defaults.exclude_seen,
         help="drop the items the user interacted with before the target (train+valid) from the "
-        "candidates; off by default (the output records which)",
+        "candidates. Default: the run's protocol, as the model was trained and selected "
+        "(config.json train.exclude_seen); the other one is refused (the output records it)",
     )
     parser.add_argument(
         "--bootstrap", type=int, default=defaults.bootstrap, help="bootstrap resamples (0: no CI)"

@@ -11,6 +11,7 @@ def evaluate(
     stats: Input[Dataset],
     model: Input[Model],
     variant: dict,
+    exclude_seen: bool,
     options: dict,
     device: str,
     metrics: Output[Metrics],
@@ -40,7 +41,7 @@ def evaluate(
             stats_dir=stats.path,
             model_dir=model.path,
             output_dir=out_dir,
-            **{**restore_ints(options), "device": device},
+            **{**restore_ints(options), "device": device, "exclude_seen": exclude_seen},
         )
 
     write_artifact_dir(evaluation.path, produce)

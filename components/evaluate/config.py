@@ -16,7 +16,9 @@ from components.options import Checked, config_from, option_names
 @dataclass
 class EvalConfig(Checked):
     ks: tuple[int, ...] = (10, 20)
-    exclude_seen: bool = False  # mask the items the user interacted with before the target
+    # mask the items the user interacted with before the target; None = the run's protocol,
+    # as the model was trained (config.json train.exclude_seen); another value is refused
+    exclude_seen: bool | None = None
     bootstrap: int = 1000  # resamples for the 95% CIs (0 = no CIs)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
@@ -42,7 +44,7 @@ class EvalConfig(Checked):
         ):
             if not whole(value) or value < low:
                 raise ConfigError(f"{option}: must be an integer >= {low}, got {value!r}")
-        if not isinstance(self.exclude_seen, bool):
+        if self.exclude_seen is not None and not isinstance(self.exclude_seen, bool):
             raise ConfigError(f"--exclude-seen: expected true or false, got {self.exclude_seen!r}")
         if (
             isinstance(self.confidence, bool)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,7 +20,7 @@ from components.core.cohorts import per_user_table
 from components.core.devices import resolve_device
 from components.core.eval_artifact import METRICS_VERSION, domain_entries, write_eval_dir_files
 from components.core.metrics import metric_names
-from components.core.model_artifact import check_trained_on, load_model, model_summary
+from components.core.model_artifact import check_trained_on, load_model, model_summary, run_protocol
 from components.core.ranking import ranks_from_embeddings, seen_mask, user_states
 from components.core.sequences import UserSequences
 from components.core.stats_artifact import DomainStats, load_domain_stats
@@ -98,6 +98,9 @@ def evaluate(
     device = str(resolve_device(config.device))
     model, model_config = load_model(model_root, device)
     check_trained_on(model_config, dataset, model_root)
+    config = replace(
+        config, exclude_seen=run_protocol(model_config, config.exclude_seen, model_root)
+    )
     max_len = int(model_config["model"]["max_len"])
     per_user, rows, info = evaluate_model(dataset, stats, model, max_len, config, device)
     metrics = write_eval_dir(

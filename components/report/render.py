@@ -36,7 +36,17 @@ def describe_runs(variants: list[Variant]) -> list[list[str]]:
     return rows
 
 
-MODEL_SETTINGS = ("max_len", "d_model", "n_blocks", "n_heads", "dropout")
+MODEL_SETTINGS = (
+    "max_len",
+    "d_model",
+    "n_blocks",
+    "n_heads",
+    "dropout",
+    "norm",
+    "emb_norm",
+    "scale_emb",
+    "init_std",
+)
 
 
 def _weighting(values: dict) -> str:

@@ -12,10 +12,18 @@ from typing import Any
 
 from components.clitools import HelpFormatter, add_output_arguments, run_cli
 from components.core.devices import DEVICES
-from components.core.model_config import ModelConfig
+from components.core.model_config import NORMS, ModelConfig
 from components.core.weighting import AGGS, DEFAULTS, SCHEMES, TARGETS
 from components.core.weighting.spec import option_name
-from components.train.config import DECAYS, LOSSES, MODEL_OPTIONS, WEIGHTING_OPTIONS, TrainConfig
+from components.train.config import (
+    DECAYS,
+    LOSSES,
+    MODEL_OPTIONS,
+    OPTIMIZERS,
+    SELECT_METRICS,
+    WEIGHTING_OPTIONS,
+    TrainConfig,
+)
 
 # The weighting options: not given = the value the stats step recorded in weights.json.
 RECORDED = "default: as recorded in weights.json, else"
@@ -42,8 +50,8 @@ def add_option(group: Any, name: str, help: str | None = None, **kwargs: Any) ->
     """``--name`` for the TrainConfig / ModelConfig field ``name``: its default (the one written
     in the dataclass) and its type; a bool field is a switch (``store_true``)."""
     default = {**TRAIN_DEFAULTS, **MODEL_DEFAULTS}[name]
-    if FIELD_TYPES[name] == "bool":
-        kwargs.setdefault("action", "store_true")
+    if FIELD_TYPES[name] == "bool":  # --x / --no-x when on by default
+        kwargs.setdefault("action", argparse.BooleanOptionalAction if default else "store_true")
     else:
         kwargs.setdefault("type", TYPES[FIELD_TYPES[name]])
     group.add_argument(option_name(name), default=default, help=help, **kwargs)
@@ -117,18 +125,47 @@ def build_parser() -> argparse.ArgumentParser:
     add_option(model, "n_heads", "attention heads (must divide --d-model)")
     add_option(model, "dropout", "dropout rate, in [0, 1)")
     add_option(model, "ff_mult", "feed-forward size / d-model")
+    add_option(
+        model,
+        "norm",
+        "LayerNorm before each sublayer + a final one (pre), or after each residual (post, "
+        "SASRec's reference code)",
+        choices=NORMS,
+    )
+    add_option(model, "emb_norm", "LayerNorm on item + position embeddings")
+    add_option(model, "scale_emb", "scale item embeddings by sqrt(d-model) at the input")
+    add_option(
+        model,
+        "init_std",
+        "> 0: every Linear/Embedding N(0, STD), biases 0 (0.02 = SASRec's); 0: item embeddings "
+        "N(0, 1/d-model), positions N(0, 0.02), Linear torch's default",
+    )
 
     opt = parser.add_argument_group("optimisation")
     add_option(opt, "epochs", "maximum epochs")
     add_option(opt, "batch_size", "users per step (global)")
-    add_option(opt, "lr", "AdamW learning rate")
-    add_option(opt, "weight_decay", "AdamW weight decay")
+    add_option(
+        opt, "optimizer", "adam (L2 in the gradient) or adamw (decoupled)", choices=OPTIMIZERS
+    )
+    add_option(opt, "lr", "learning rate")
+    add_option(opt, "weight_decay", "weight decay")
     add_option(opt, "warmup_steps", "linear learning-rate warm-up steps")
     add_option(
         opt, "decay", "learning-rate decay to 0 at the last step of --epochs", choices=DECAYS
     )
     add_option(opt, "grad_clip", "max gradient norm; 0 = off")
-    add_option(opt, "patience", "stop after this many epochs without a better val NDCG@10; 0 = off")
+    add_option(
+        opt, "patience", "stop after this many epochs without a better --select-metric; 0 = off"
+    )
+    add_option(
+        opt, "select_metric", "validation metric that keeps the best epoch", choices=SELECT_METRICS
+    )
+    add_option(
+        opt,
+        "exclude_seen",
+        "the run's protocol: the user's earlier items are out of the validation ranking (and "
+        "evaluate's, which reads it from config.json)",
+    )
     add_option(opt, "seed", "seed of the initial model, the batches and the negatives")
     add_option(
         opt,
@@ -171,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_option(dev, "threads", "CPU threads for torch; 0 = default")
     add_option(dev, "compile", "torch.compile the model")
     add_option(dev, "val_batch_size", "users per batch of the validation pass")
+    add_option(
+        dev,
+        "record_test",
+        "log test metrics after each epoch in train_log.jsonl (benchmarks; never used to select)",
+    )
     dev.add_argument(
         "--nproc-per-node",
         type=int,

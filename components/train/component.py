@@ -12,6 +12,7 @@ def train(
     variant: dict,
     loss: str,
     epochs: int,
+    exclude_seen: bool,
     options: dict,
     device: str,
     nproc: int,
@@ -22,6 +23,7 @@ def train(
     """Train one ``variant`` (an item of the stats task's output: name, scheme, and the
     weighting parameters and train options it sets) with ``loss`` unless it sets its own.
 
+    ``exclude_seen``: the run's protocol (validation ranks without the user's history).
     ``options``: further ``train`` keyword arguments (model size, batch size, learning rate,
     seed…); ``device`` (cpu|cuda|auto, fixed when the pipeline is compiled) wins over theirs.
     ``nproc`` > 1: DDP over that many torchrun processes on this node. ``checkpoint_root`` ≠ '':
@@ -44,7 +46,7 @@ def train(
         variant=spec.as_item(),
         loss=loss,
         epochs=epochs,
-        options=restore_ints(options),
+        options={**restore_ints(options), "exclude_seen": exclude_seen},
         device=device,
         nproc=nproc,
         checkpoint_root=checkpoint_root,

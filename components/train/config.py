@@ -20,6 +20,9 @@ from components.options import Checked
 
 LOSSES = ("ce", "sampled", "bce", "gbce", "mml")  # the base losses (components.train.losses)
 DECAYS = ("none", "linear", "cosine")
+OPTIMIZERS = ("adam", "adamw")  # adam: L2 weight decay in the gradient; adamw: decoupled
+# the validation metrics the best epoch can be kept by (components.train.validation)
+SELECT_METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")
 
 
 @dataclass
@@ -30,12 +33,17 @@ class TrainConfig(Checked):
     loss: str = "ce"  # ce | sampled | bce | gbce | mml (SPEC §6)
     epochs: int = 50
     batch_size: int = 128  # users per optimiser step (global, across DDP processes)
+    optimizer: str = "adamw"  # adam | adamw
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int = 0
     decay: str = "none"  # none | linear | cosine, to 0 at the last step of `epochs`
     grad_clip: float = 1.0  # max gradient norm; 0 = off
-    patience: int = 5  # early stopping: epochs without a better val NDCG@10; 0 = off
+    patience: int = 5  # early stopping: epochs without a better select_metric; 0 = off
+    select_metric: str = "ndcg@10"  # validation metric that keeps the best epoch
+    # the run's evaluation protocol: the user's earlier items out of the ranking (validation
+    # here; evaluate reads it from config.json and refuses another one)
+    exclude_seen: bool = False
     seed: int = 0
     negatives: int = 128  # R (sampled) or k (gbce, mml); bce uses 1
     temperature: float = 1.0  # sampled softmax
@@ -59,6 +67,7 @@ class TrainConfig(Checked):
     length_buckets: int = 0  # > 1: batch users of similar length, sorting runs of N batches
     stop_after_epochs: int = 0  # stop this invocation after N epochs (resume later); 0 = off
     progress: bool = True  # tqdm progress bar on rank 0
+    record_test: bool = False  # benchmarks: log test metrics each epoch (never used to select)
 
     def validate(self) -> None:
         """ConfigError naming the option and what is allowed; runs before anything is read
@@ -69,6 +78,8 @@ class TrainConfig(Checked):
             ("loss", LOSSES),
             ("device", DEVICES),
             ("decay", DECAYS),
+            ("optimizer", OPTIMIZERS),
+            ("select_metric", SELECT_METRICS),
         ):
             value = getattr(self, name)
             if value not in allowed:
@@ -109,7 +120,7 @@ class TrainConfig(Checked):
                 raise ConfigError(
                     f"{option_name(name)} must be {what} (a finite number), got {value}"
                 )
-        for name in ("compile", "progress"):
+        for name in ("compile", "progress", "exclude_seen", "record_test"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(
                     f"{option_name(name)}: expected true or false, got {getattr(self, name)!r}"

@@ -53,8 +53,10 @@ def lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
 def make_optimizer(
     cfg: TrainConfig, model: SeqRecModel, amp_dtype: torch.dtype | None
 ) -> tuple[torch.optim.Optimizer, torch.amp.GradScaler | None]:
-    """AdamW over the model's parameters, and a gradient scaler when training in fp16."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    """Adam or AdamW (``cfg.optimizer``) over the model's parameters, and a gradient scaler when
+    training in fp16."""
+    kind = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    optimizer = kind(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     device_type = next(model.parameters()).device.type
     scaler = torch.amp.GradScaler(device_type) if amp_dtype == torch.float16 else None
     return optimizer, scaler

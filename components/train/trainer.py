@@ -59,7 +59,7 @@ from components.train.checkpoint import (
     run_identity,
     write_checkpoint,
 )
-from components.train.config import TrainConfig, split_options
+from components.train.config import SELECT_METRICS, TrainConfig, split_options
 from components.train.distributed import (
     Process,
     all_gather,
@@ -90,7 +90,7 @@ class TrainState:
 
     epoch: int = 0  # the last epoch done
     step: int = 0  # optimiser steps done
-    best_ndcg: float = -1.0
+    best_score: float = -1.0  # the best epoch's select_metric
     best_epoch: int = 0  # 0: none yet
     bad_epochs: int = 0  # epochs since the best one
     log: list[dict] = field(default_factory=list)  # train_log.jsonl
@@ -251,7 +251,7 @@ def run_epoch(run: Run, state: TrainState, epoch: int) -> bool:
     parts.model.train()
     loss_sum = 0.0
     n_examples = n_sequences = 0
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     bar = tqdm(
         run.inputs.batches(epoch, proc),
         desc=f"epoch {epoch}/{cfg.epochs}",
@@ -277,13 +277,31 @@ def run_epoch(run: Run, state: TrainState, epoch: int) -> bool:
     if weighter is not None:
         weighter.epoch_end(epoch, state.step)
 
-    val = None
+    val = test = None
     if proc.is_main:
-        val = evaluate_split(parts.model, run.inputs.seqs, "valid", run.device, cfg.val_batch_size)
+        val = evaluate_split(
+            parts.model,
+            run.inputs.seqs,
+            "valid",
+            run.device,
+            cfg.val_batch_size,
+            exclude_seen=cfg.exclude_seen,
+        )
+    # what the epoch cost a user: training and the validation pass (wall and this process's CPU)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    if proc.is_main and cfg.record_test:  # for benchmarks only: never used to select
+        test = evaluate_split(
+            parts.model,
+            run.inputs.seqs,
+            "test",
+            run.device,
+            cfg.val_batch_size,
+            exclude_seen=cfg.exclude_seen,
+        )
     val = broadcast(val, proc)
-    improved = val["ndcg@10"] > state.best_ndcg
+    improved = val[cfg.select_metric] > state.best_score
     if improved:
-        state.best_ndcg, state.best_epoch, state.bad_epochs = val["ndcg@10"], epoch, 0
+        state.best_score, state.best_epoch, state.bad_epochs = val[cfg.select_metric], epoch, 0
         state.best_val = val
     else:
         state.bad_epochs += 1
@@ -291,9 +309,11 @@ def run_epoch(run: Run, state: TrainState, epoch: int) -> bool:
         "epoch": epoch,
         "step": state.step,
         "train_loss": float(loss_sum / max(n_examples, 1)),
-        "val_recall@10": val["recall@10"],
-        "val_ndcg@10": val["ndcg@10"],
+        **{f"val_{name}": val[name] for name in SELECT_METRICS},
+        **({f"test_{name}": test[name] for name in SELECT_METRICS} if test else {}),
         "seconds": round(seconds, 4),
+        "epoch_wall_s": round(wall, 4),  # train + validation
+        "epoch_cpu_s": round(cpu, 4),
         "sequences_per_s": round(n_sequences / seconds, 2),
         "lr": parts.scheduler.get_last_lr()[0],
         "domain_weights": weighter.current_weights() if weighter is not None else {},

@@ -1,0 +1,141 @@
+"""The training recipe (issue 13): post-LN and pre-LN blocks, the reference initialisation, Adam,
+the selection metric, and one evaluation protocol per run across train, evaluate and report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from components.core.model import SeqRecModel
+from components.core.model_artifact import load_model
+from components.core.model_config import BEFORE_RECIPE, ModelConfig
+from components.core.sequences import UserSequences
+from components.errors import ConfigError
+from components.evaluate import evaluate
+from components.evaluate.cli import main as evaluate_cli
+from components.report.report import report
+from components.schema import load_dataset
+from components.train.config import SELECT_METRICS
+from components.train.trainer import train
+from components.train.validation import evaluate_split
+from tests.eval_fixtures import chain_sequences, write_dataset, write_stats
+
+torch.set_num_threads(1)
+N_ITEMS = 30
+TINY = {"max_len": 10, "d_model": 16, "n_heads": 2, "n_blocks": 1, "threads": 1, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipe")
+    # users repeat part of their history, so masking it changes the ranking
+    sequences = [s + s[:3] for s in chain_sequences(60, N_ITEMS, 8, seed=3)]
+    dataset = write_dataset(root / "data", sequences, N_ITEMS)
+    return root, dataset, write_stats(root / "stats", dataset)
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_both_block_layouts_overfit_a_tiny_dataset(data, tmp_path, norm):
+    """Deterministic next-item chains: either layout learns them (train loss near 0)."""
+    _, dataset, _ = data
+    recipe = {"norm": norm, "emb_norm": norm == "post", "scale_emb": norm == "pre"}
+    summary = train(
+        dataset,
+        None,
+        tmp_path / "model",
+        **TINY,
+        **recipe,
+        init_std=0.02 if norm == "post" else 0.0,
+        optimizer="adam",
+        dropout=0.0,
+        lr=0.01,
+        epochs=60,
+        patience=0,
+        batch_size=16,
+    )
+    log = [
+        json.loads(line) for line in (tmp_path / "model/train_log.jsonl").read_text().splitlines()
+    ]
+    assert log[-1]["train_loss"] < 0.25 * log[0]["train_loss"], (norm, log[-1]["train_loss"])
+    assert summary["best_val"]["recall@10"] > 0.9
+    config = json.loads((tmp_path / "model/config.json").read_text())
+    assert {k: config["model"][k] for k in recipe} == recipe
+    assert config["train"]["optimizer"] == "adam"
+    model, _ = load_model(tmp_path / "model")  # rebuilt with the recorded layout
+    assert (model.cfg.norm, isinstance(model.final_norm, nn.LayerNorm)) == (norm, norm == "pre")
+
+
+def test_the_reference_init_draws_every_linear_and_embedding_from_n_0_002():
+    model = SeqRecModel(ModelConfig(n_items=3000, d_model=64, init_std=0.02, norm="post"))
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear | nn.Embedding):
+            weight = module.weight.detach()
+            if name == "item_embedding":
+                assert weight[0].abs().max() == 0  # padding
+                weight = weight[1:]
+            assert weight.mean().abs() < 3e-3 and abs(weight.std() - 0.02) < 2e-3, name
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            assert module.bias.abs().max() == 0, name
+    default = SeqRecModel(ModelConfig(n_items=3000, d_model=64))
+    assert abs(default.item_embedding.weight[1:].std() - 64**-0.5) < 0.01
+
+
+def test_models_saved_before_the_recipe_fields_load_as_they_were_built():
+    cfg = ModelConfig.from_dict({"n_items": 5, "max_len": 4, "d_model": 8, "n_heads": 2})
+    assert {k: getattr(cfg, k) for k in BEFORE_RECIPE} == BEFORE_RECIPE
+    with pytest.raises(ConfigError, match="--norm"):
+        ModelConfig(n_items=5, norm="sandwich")
+    with pytest.raises(ConfigError, match="--init-std"):
+        ModelConfig(n_items=5, init_std=-1)
+
+
+def test_validation_ranks_under_the_runs_protocol(data):
+    """Masked validation drops the user's earlier items but never the target: every user ranks
+    at least as well, and (with repeated items) strictly better on average."""
+    _, dataset, _ = data
+    ds = load_dataset(dataset)
+    seqs = UserSequences.from_interactions(ds.interactions, ds.n_items)
+    model = SeqRecModel(ModelConfig(n_items=N_ITEMS, max_len=10, d_model=16))
+    kept = evaluate_split(model, seqs, "valid", torch.device("cpu"))
+    masked = evaluate_split(model, seqs, "valid", torch.device("cpu"), exclude_seen=True)
+    assert set(SELECT_METRICS) <= set(kept) and kept["users"] == masked["users"] == 60
+    assert all(masked[m] >= kept[m] for m in SELECT_METRICS)
+    assert masked["ndcg@20"] > kept["ndcg@20"]
+
+
+def test_one_protocol_from_train_through_evaluate_and_report(data, tmp_path, capsys):
+    root, dataset, stats = data
+    common = {**TINY, "epochs": 2, "patience": 0}
+    train(dataset, None, tmp_path / "masked", exclude_seen=True, select_metric="ndcg@20", **common)
+    train(dataset, None, tmp_path / "kept", **common)
+    config = json.loads((tmp_path / "masked/config.json").read_text())
+    assert config["train"]["exclude_seen"] is True
+    assert config["train"]["select_metric"] == "ndcg@20"
+    # evaluate follows the model's protocol; the other one is refused before ranking
+    evaluate(dataset, stats, tmp_path / "masked", tmp_path / "e-masked", bootstrap=10)
+    evaluate(dataset, stats, tmp_path / "kept", tmp_path / "e-kept", bootstrap=10)
+    metrics = json.loads((tmp_path / "e-masked/metrics.json").read_text())
+    assert metrics["exclude_seen"] is True
+    assert metrics["model"]["train"]["exclude_seen"] is True
+    argv = ["--dataset", str(dataset), "--stats", str(stats), "--model", str(tmp_path / "kept")]
+    capsys.readouterr()
+    assert evaluate_cli([*argv, "--output", str(tmp_path / "bad"), "--exclude-seen"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "history kept" in err[0] and "--exclude-seen" in err[0]
+    assert not (tmp_path / "bad").exists()
+    # evaluate's masked test ranking is the one train's validation pass computes
+    model, _ = load_model(tmp_path / "masked")
+    ds = load_dataset(dataset)
+    seqs = UserSequences.from_interactions(ds.interactions, ds.n_items)
+    test = evaluate_split(model, seqs, "test", torch.device("cpu"), exclude_seen=True)
+    assert metrics["summary"]["ndcg@10"] == pytest.approx(test["ndcg@10"], abs=1e-6)
+    # the report refuses to compare runs made under different protocols
+    with pytest.raises(ConfigError, match="exclude"):
+        report(
+            {"kept": str(tmp_path / "e-kept"), "masked": str(tmp_path / "e-masked")},
+            tmp_path / "r",
+            baseline="kept",
+        )
