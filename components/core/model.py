@@ -44,14 +44,16 @@ class SelfAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
+    """d → ff_mult·d → d with GELU; the block applies the dropout after it (once, as SASRec's
+    reference code and nanoGPT do: a second one inside doubled the noise at dropout 0.5)."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.up = nn.Linear(cfg.d_model, cfg.ff_mult * cfg.d_model)
         self.down = nn.Linear(cfg.ff_mult * cfg.d_model, cfg.d_model)
-        self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(self.drop(F.gelu(self.up(x))))
+        return self.down(F.gelu(self.up(x)))
 
 
 class Block(nn.Module):
