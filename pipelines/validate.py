@@ -16,7 +16,7 @@ from components.errors import ConfigError
 # The embedded demo: a synthetic dataset with planted sparse domains, sized so that the whole
 # pipeline (3 variants) runs in a few minutes on a 2-core CPU.
 DEMO_INGEST_OPTIONS = {"num_users": 800, "num_items": 300, "num_domains": 6, "seed": 0}
-DEMO_TRAIN_OPTIONS = {"max_len": 50, "batch_size": 128, "seed": 0}
+DEMO_TRAIN_OPTIONS = {"max_len": 50, "seed": 0}
 DEMO_EPOCHS = 8
 
 # Options set by pipeline parameters or by the compiled machine, not by *_options.

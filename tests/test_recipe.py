@@ -14,8 +14,8 @@ from components.core.model_artifact import load_model
 from components.core.model_config import BEFORE_RECIPE, ModelConfig
 from components.core.sequences import UserSequences
 from components.errors import ConfigError
-from components.evaluate import evaluate
 from components.evaluate.cli import main as evaluate_cli
+from components.evaluate.evaluate import evaluate
 from components.report.report import report
 from components.schema import load_dataset
 from components.train.config import SELECT_METRICS
@@ -79,8 +79,9 @@ def test_the_reference_init_draws_every_linear_and_embedding_from_n_0_002():
             assert weight.mean().abs() < 3e-3 and abs(weight.std() - 0.02) < 2e-3, name
         if isinstance(module, nn.Linear) and module.bias is not None:
             assert module.bias.abs().max() == 0, name
-    default = SeqRecModel(ModelConfig(n_items=3000, d_model=64))
-    assert abs(default.item_embedding.weight[1:].std() - 64**-0.5) < 0.01
+    assert ModelConfig(n_items=1).init_std == 0.02  # the default
+    legacy = SeqRecModel(ModelConfig(n_items=3000, d_model=64, init_std=0.0))
+    assert abs(legacy.item_embedding.weight[1:].std() - 64**-0.5) < 0.01
 
 
 def test_models_saved_before_the_recipe_fields_load_as_they_were_built():

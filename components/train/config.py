@@ -32,8 +32,8 @@ class TrainConfig(Checked):
     scheme: str = "none"  # none | fixed | inverse | dynamic (SPEC §5)
     loss: str = "ce"  # ce | sampled | bce | gbce | mml (SPEC §6)
     epochs: int = 50
-    batch_size: int = 128  # users per optimiser step (global, across DDP processes)
-    optimizer: str = "adamw"  # adam | adamw
+    batch_size: int = 64  # users per optimiser step (global, across DDP processes)
+    optimizer: str = "adam"  # adam | adamw
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int = 0
