@@ -133,7 +133,10 @@ def test_one_protocol_from_train_through_evaluate_and_report(data, tmp_path, cap
     seqs = UserSequences.from_interactions(ds.interactions, ds.n_items)
     test = evaluate_split(model, seqs, "test", torch.device("cpu"), exclude_seen=True)
     assert metrics["summary"]["ndcg@10"] == pytest.approx(test["ndcg@10"], abs=1e-6)
-    # the report refuses to compare runs made under different protocols
+    # the report records the one protocol, and refuses to compare runs made under different ones
+    summary = report({"a": str(tmp_path / "e-masked")}, tmp_path / "r1", baseline="a", bootstrap=10)
+    assert summary["exclude_seen"] is True
+    assert "excluded (masked) in every run" in (tmp_path / "r1/report.md").read_text()
     with pytest.raises(ConfigError, match="exclude"):
         report(
             {"kept": str(tmp_path / "e-kept"), "masked": str(tmp_path / "e-masked")},

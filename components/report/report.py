@@ -93,7 +93,8 @@ def report(
         "intro": (
             f"{base.per_user.num_rows} test users, full ranking over "
             f"{base.metrics.get('n_items')} items, seen items "
-            f"{'excluded' if base.metrics.get('exclude_seen') else 'kept'}; paired bootstrap over "
+            f"{'excluded (masked)' if base.metrics.get('exclude_seen') else 'kept'} in every run "
+            "(train's validation and evaluate alike); paired bootstrap over "
             f"users ({bootstrap} resamples, seed {seed})"
             + (
                 "; a variant with several eval dirs (seeds) is scored by each user's metric "
@@ -122,6 +123,7 @@ def report(
         "baseline": baseline,
         "variants": names,
         "n_users": base.per_user.num_rows,
+        "exclude_seen": bool(base.metrics.get("exclude_seen")),  # the one protocol of every run
         "findings": sentences,
         "significant": significance_summary(rows, runs[1:], metrics),
     }
