@@ -30,43 +30,46 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def first_reaching(log: list[dict], key: str, level: float) -> dict | None:
-    """The first epoch whose ``key`` is >= ``level``, with the seconds spent until its end."""
+def cumulative(log: list[dict]) -> list[dict]:
+    """Each epoch's record with the wall and CPU seconds spent until its end."""
     wall = cpu = 0.0
+    out = []
     for record in log:
         wall += record.get("epoch_wall_s", record["seconds"])
         cpu += record.get("epoch_cpu_s", 0.0)
-        if record.get(key, -1.0) >= level:
-            return {"epoch": record["epoch"], "wall_s": round(wall, 1), "cpu_s": round(cpu, 1)}
+        out.append({**record, "until_wall_s": round(wall, 1), "until_cpu_s": round(cpu, 1)})
+    return out
+
+
+def first_reaching(epochs: list[dict], key: str, level: float) -> dict | None:
+    """The first epoch (of ``cumulative``) whose ``key`` is >= ``level``, with its seconds."""
+    for r in epochs:
+        if r.get(key, -1.0) >= level:
+            return {"epoch": r["epoch"], "wall_s": r["until_wall_s"], "cpu_s": r["until_cpu_s"]}
     return None
 
 
 def summarise(log: list[dict], levels: list[float]) -> dict:
     """Per level: when validation and test NDCG@10 first reach it; the per-epoch trajectory."""
-    wall = 0.0
-    trajectory = []
-    for record in log:
-        wall += record.get("epoch_wall_s", record["seconds"])
-        trajectory.append(
-            {
-                "epoch": record["epoch"],
-                "wall_s": round(wall, 1),
-                "val_ndcg@10": record.get("val_ndcg@10"),
-                "test_ndcg@10": record.get("test_ndcg@10"),
-                "test_recall@10": record.get("test_recall@10"),
-            }
-        )
+    epochs = cumulative(log)
     return {
         "levels": {
             str(level): {
-                "val": first_reaching(log, "val_ndcg@10", level),
-                "test": first_reaching(log, "test_ndcg@10", level),
+                "val": first_reaching(epochs, "val_ndcg@10", level),
+                "test": first_reaching(epochs, "test_ndcg@10", level),
             }
             for level in levels
         },
         "best_val_ndcg@10": max((r.get("val_ndcg@10", 0.0) for r in log), default=None),
         "best_test_ndcg@10": max((r.get("test_ndcg@10", 0.0) for r in log), default=None),
-        "epochs": trajectory,
+        "epochs": [
+            {
+                "epoch": r["epoch"],
+                "wall_s": r["until_wall_s"],
+                **{k: r.get(k) for k in ("val_ndcg@10", "test_ndcg@10", "test_recall@10")},
+            }
+            for r in epochs
+        ],
     }
 
 

@@ -56,6 +56,11 @@ class FeedForward(nn.Module):
         return self.down(F.gelu(self.up(x)))
 
 
+def layer_norm(cfg: ModelConfig) -> nn.LayerNorm:
+    """A LayerNorm with the layout's eps: torch's 1e-5 (pre), the SASRec/BERT code's 1e-12 (post)."""
+    return nn.LayerNorm(cfg.d_model, eps=1e-12 if cfg.norm == "post" else 1e-5)
+
+
 class Block(nn.Module):
     """A transformer block. pre: x + attn(LN(x)), then x + ffn(LN(x)).
     post (SASRec's reference code): LN(x + attn(x)), then LN(x + ffn(x))."""
@@ -63,10 +68,9 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.post_norm = cfg.norm == "post"
-        eps = POST_NORM_EPS if self.post_norm else PRE_NORM_EPS
-        self.norm_attn = nn.LayerNorm(cfg.d_model, eps=eps)
+        self.norm_attn = layer_norm(cfg)
         self.attn = SelfAttention(cfg)
-        self.norm_ff = nn.LayerNorm(cfg.d_model, eps=eps)
+        self.norm_ff = layer_norm(cfg)
         self.ff = FeedForward(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -78,22 +82,17 @@ class Block(nn.Module):
         return x + self.drop(self.ff(self.norm_ff(x)))
 
 
-PRE_NORM_EPS = 1e-5  # torch's default
-POST_NORM_EPS = 1e-12  # the SASRec/BERT reference code's
-
-
 class SeqRecModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
         self.item_embedding = nn.Embedding(cfg.n_items + 1, cfg.d_model, padding_idx=0)
         self.position_embedding = nn.Embedding(cfg.max_len, cfg.d_model)
-        eps = POST_NORM_EPS if cfg.norm == "post" else PRE_NORM_EPS
-        self.emb_norm = nn.LayerNorm(cfg.d_model, eps=eps) if cfg.emb_norm else nn.Identity()
+        self.emb_norm = layer_norm(cfg) if cfg.emb_norm else nn.Identity()
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_blocks))
         # post-norm blocks end in a LayerNorm already
-        self.final_norm = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
+        self.final_norm = layer_norm(cfg) if cfg.norm == "pre" else nn.Identity()
         self.input_scale = cfg.d_model**0.5 if cfg.scale_emb else 1.0
         self._init_weights()
 

@@ -136,8 +136,7 @@ def run_protocol(config: dict, asked: bool | None, model_dir: str | Path) -> boo
     raise ConfigError(
         f"{flag}: the model in {model_dir} was trained and selected with the history "
         f"{kept[trained]} ({CONFIG_FILE} train.exclude_seen = {str(trained).lower()}); evaluate "
-        f"it under that protocol (leave {flag} out) or train with "
-        f"{'--exclude-seen' if asked else '--no-exclude-seen'}"
+        f"it under that protocol (leave {flag} out) or train with {flag}"
     )
 
 

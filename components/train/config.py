@@ -21,8 +21,10 @@ from components.options import Checked
 LOSSES = ("ce", "sampled", "bce", "gbce", "mml")  # the base losses (components.train.losses)
 DECAYS = ("none", "linear", "cosine")
 OPTIMIZERS = ("adam", "adamw")  # adam: L2 weight decay in the gradient; adamw: decoupled
-# the validation metrics the best epoch can be kept by (components.train.validation)
-SELECT_METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")
+# the cut-offs of the validation pass (components.train.validation) and the metrics it gives,
+# any of which can keep the best epoch
+VALIDATION_CUTOFFS = (10, 20)
+SELECT_METRICS = tuple(f"{m}@{k}" for m in ("ndcg", "recall") for k in VALIDATION_CUTOFFS)
 
 
 @dataclass

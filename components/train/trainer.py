@@ -277,27 +277,21 @@ def run_epoch(run: Run, state: TrainState, epoch: int) -> bool:
     if weighter is not None:
         weighter.epoch_end(epoch, state.step)
 
-    val = test = None
-    if proc.is_main:
-        val = evaluate_split(
+    def ranked(split: str) -> dict:  # under the run's protocol
+        return evaluate_split(
             parts.model,
             run.inputs.seqs,
-            "valid",
+            split,
             run.device,
             cfg.val_batch_size,
             exclude_seen=cfg.exclude_seen,
         )
+
+    val = ranked("valid") if proc.is_main else None
     # what the epoch cost a user: training and the validation pass (wall and this process's CPU)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    if proc.is_main and cfg.record_test:  # for benchmarks only: never used to select
-        test = evaluate_split(
-            parts.model,
-            run.inputs.seqs,
-            "test",
-            run.device,
-            cfg.val_batch_size,
-            exclude_seen=cfg.exclude_seen,
-        )
+    # for benchmarks only: never used to select
+    test = ranked("test") if proc.is_main and cfg.record_test else None
     val = broadcast(val, proc)
     improved = val[cfg.select_metric] > state.best_score
     if improved:

@@ -10,9 +10,7 @@ from components.core.metrics import ndcg_at_k, recall_at_k
 from components.core.model import SeqRecModel
 from components.core.ranking import ranks_from_embeddings, seen_mask, user_states
 from components.core.sequences import UserSequences
-
-CUTOFFS = (10, 20)
-SELECT_METRICS = tuple(f"{m}@{k}" for m in ("ndcg", "recall") for k in CUTOFFS)
+from components.train.config import VALIDATION_CUTOFFS
 
 
 @torch.no_grad()
@@ -35,7 +33,7 @@ def evaluate_split(
     ranks = ranks.cpu().numpy()
     model.train(was_training)
     result: dict = {"users": len(target)}
-    for k in CUTOFFS:
+    for k in VALIDATION_CUTOFFS:
         result[f"recall@{k}"] = float(recall_at_k(ranks, k).mean()) if len(ranks) else 0.0
         result[f"ndcg@{k}"] = float(ndcg_at_k(ranks, k).mean()) if len(ranks) else 0.0
     return result
