@@ -114,7 +114,7 @@ def _check_variants(params: dict) -> None:
 def _check_train(params: dict) -> None:
     from dataclasses import fields
 
-    from components.core.model_config import ModelConfig
+    from components.core.model_config import DERIVED, ModelConfig
     from components.core.variants import parse_variants
     from components.train.config import LOSSES, TrainConfig, split_options
 
@@ -126,7 +126,8 @@ def _check_train(params: dict) -> None:
         _fail("exclude_seen", params["exclude_seen"], "expected true or false")
     options = params["train_options"]
     known = {f.name for f in fields(TrainConfig)} | {f.name for f in fields(ModelConfig)}
-    _check_keys("train_options", options, known - {"n_items"})
+    known -= set(DERIVED)  # set from the dataset, never an option
+    _check_keys("train_options", options, known)
     run_options = {**options, "loss": params["loss"], "epochs": params["epochs"]}
     checks = [("train_options", options, run_options)]
     for variant in parse_variants(params["variants"]):
@@ -137,9 +138,14 @@ def _check_train(params: dict) -> None:
                 "variants",
                 variant.as_item(),
                 f"unknown train option(s) {unknown}; a variant sets weighting parameters or "
-                f"some of {sorted(known - {'n_items', 'device', 'scheme'})}",
+                f"some of {sorted(known - {'device', 'scheme'})}",
             )
-        merged = {**run_options, "scheme": variant.scheme, **variant.weighting, **variant.train}
+        merged = {
+            **run_options,
+            "scheme": variant.weighting_scheme,
+            **variant.weighting,
+            **variant.train,
+        }
         checks.append(("variants", variant.as_item(), merged))
     for name, value, merged in checks:
         try:
@@ -160,10 +166,17 @@ def _check_step_options(params: dict, name: str, known, build) -> None:
 
 
 def _check_eval_and_report(params: dict) -> None:
+    from components.core.variants import parse_variants
     from components.evaluate.config import EvalConfig, eval_option_names
     from components.report.config import report_config, report_option_names
 
     _check_step_options(params, "eval_options", eval_option_names(), EvalConfig)
+    for variant in parse_variants(params["variants"]):  # its own evaluation (logit-adjust)
+        options = variant.evaluate_options(params["eval_options"])
+        try:
+            EvalConfig(**options)
+        except (ConfigError, TypeError, ValueError) as exc:
+            _fail("variants", variant.as_item(), str(exc))
     _check_step_options(params, "report_options", report_option_names(), report_config)
 
 

@@ -220,7 +220,7 @@ def _run(tmp_path, capsys, *extra: str, params: dict | None = None):
 
 def _check_report(summary: dict, variants: list) -> None:
     """The report names every variant; each one's evaluation is of a model of its scheme."""
-    named = {v.name: v.scheme for v in map(parse_variant, variants)}
+    named = {v.name: v.weighting_scheme for v in map(parse_variant, variants)}
     report_html = Path(summary["report_html"])
     assert report_html.name == "report.html"
     report_md = Path(summary["report_md"]).read_text()
@@ -265,26 +265,38 @@ def test_run_local_executes_the_compiled_kubeflow_cpu_yaml(tmp_path, capsys):
 def test_run_local_executes_a_compiled_vertex_cpu_yaml(tmp_path, capsys):
     spec = tmp_path / "vertex.yaml"
     assert pipeline_cli(["compile", "--target", "vertex", "--no-gpu", "--output", str(spec)]) == 0
-    # two settings of one scheme side by side: a bare name and a named spec
+    # a named spec, the post-hoc logit adjustment (trains as none, calibrates on validation) and
+    # group DRO with the auxiliary domain head, side by side
     composite = {"name": "dyn-composite", "scheme": "dynamic", "target": "composite", "beta": 0.8}
-    variants = ["none", "dynamic", composite]
+    dro_aux = {"name": "dro-aux", "scheme": "dro", "aux_domain": 0.5}
+    variants = ["none", composite, "logit-adjust", dro_aux]
     composite_setting = ("dynamic", "composite", 0.8)
     params = {**TINY_PARAMS, "variants": variants, "exclude_seen": True}  # one protocol, all tasks
     code, summary, out, _ = _run(tmp_path, capsys, "--spec", str(spec), "--verbose", params=params)
     assert code == 0
     _check_report(summary, variants)
     report_md = Path(summary["report_md"]).read_text()
-    row = next(line for line in report_md.splitlines() if line.startswith("| dyn-composite |"))
-    assert "beta=0.8" in row and "target=composite" in row
+    rows = [line for line in report_md.splitlines() if line.startswith("| dyn-composite |")]
+    # the settings table (scheme, target, beta) and the run table's weighting column
+    assert any("| dynamic | composite | 0.8 |" in row for row in rows)
+    assert any("beta=0.8" in row and "target=composite" in row for row in rows)
     configs = [
         json.loads(path.read_text())
         for path in Path(summary["run_dir"]).glob("for-loop-*-iteration-*/train/model/config.json")
     ]
     settings = {(c["scheme"], c["weighting"]["target"], c["weighting"]["beta"]) for c in configs}
-    assert settings == {("none", "inverse", 0.9), ("dynamic", "inverse", 0.9), composite_setting}
+    # logit-adjust trained as none
+    assert settings == {("none", "inverse", 0.9), ("dro", "inverse", 0.9), composite_setting}
+    assert len(configs) == 4
     assert all(c["train"]["exclude_seen"] is True for c in configs)
+    assert sorted(c["train"]["aux_domain"] for c in configs) == [0.0, 0.0, 0.0, 0.5]
     evaluations = Path(summary["run_dir"]).glob("for-loop-*-iteration-*/evaluate/evaluation")
-    assert all(json.loads((e / "metrics.json").read_text())["exclude_seen"] for e in evaluations)
+    metrics = [json.loads((e / "metrics.json").read_text()) for e in evaluations]
+    assert all(m["exclude_seen"] for m in metrics)
+    adjusted = [m["logit_adjust"] for m in metrics if m.get("logit_adjust")]
+    assert len(adjusted) == 1 and adjusted[0]["curve"][0]["tau"] == 0.0
+    report_summary = json.loads(Path(summary["report_html"]).with_name("summary.json").read_text())
+    assert set(report_summary["verdicts"]) == {"dyn-composite", "logit-adjust", "dro-aux"}
     composite_config = next(c for c in configs if c["weighting"]["target"] == "composite")
     assert composite_config["weighting_sources"]["target"] == "train option"
     assert "done  train [dyn-composite]" in out

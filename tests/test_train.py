@@ -19,7 +19,7 @@ import torch
 from components.core.devices import DEVICES, resolve_device
 from components.core.model import ModelConfig
 from components.core.model_artifact import load_model
-from components.core.model_config import NORMS
+from components.core.model_config import DERIVED, NORMS
 from components.core.sequences import UserSequences
 from components.core.weighting import AGGS, SCHEMES, TARGETS
 from components.errors import ConfigError
@@ -281,7 +281,7 @@ def test_ddp_two_gloo_processes_equal_one_process(data, tmp_path):
     assert single["weighter"]["weights"] == pytest.approx(both["weighter"]["weights"], abs=1e-12)
 
 
-@pytest.mark.parametrize("scheme", ["none", "fixed", "inverse", "dynamic"])
+@pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("loss", ["ce", "sampled", "bce", "gbce", "mml"])
 def test_every_scheme_trains_with_every_loss(data, tmp_path, scheme, loss):
     dataset, weights = data
@@ -457,7 +457,7 @@ def test_cli_defaults_mirror_the_library():
     parser = cli.build_parser()
     actions = {a.dest: a for a in parser._actions}
     library = {f.name: f for f in fields(TrainConfig)}
-    library.update({f.name: f for f in fields(ModelConfig) if f.name != "n_items"})
+    library.update({f.name: f for f in fields(ModelConfig) if f.name not in DERIVED})
     types = {"int": int, "float": float, "str": str}
     for name, field in library.items():
         action = actions[name]

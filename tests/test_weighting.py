@@ -320,11 +320,13 @@ def test_state_dict_round_trip_resumes_identically():
 def test_every_scheme_builds_and_records_its_initial_weights():
     for scheme in SCHEMES:
         w = weighter(scheme)
+        uniform = {"q": dict.fromkeys(COUNTS, 1 / 3)} if scheme == "dro" else {}  # dro's q too
         assert w.history[0] == {
             "epoch": 0,
             "step": 0,
             "event": "init",
             "weights": w.current_weights(),
+            **uniform,
         }
 
 

@@ -72,8 +72,11 @@ def write_eval_dir_files(
     model_root: Path | None,
     inputs=(),
     overwrite: bool = False,
+    extra_json: dict[str, object] | None = None,
 ) -> None:
     """Write the eval dir atomically and copy the model's logs into it.
+
+    ``extra_json``: more JSON files {name: object} written into it (e.g. calibration.json).
 
     ``inputs``: the paths the eval dir must not overwrite (``components.io.atomic_dir``)."""
     with atomic_dir(output_dir, step="evaluate", inputs=inputs, overwrite=overwrite) as staging:
@@ -82,6 +85,8 @@ def write_eval_dir_files(
         write_json_atomic(staging / METRICS_FILE, metrics)
         write_text_atomic(staging / METRICS_MD_FILE, markdown)
         write_json_atomic(staging / MODEL_CONFIG_COPY, model_config)
+        for name, document in (extra_json or {}).items():
+            write_json_atomic(staging / name, document)
         for name in MODEL_LOG_FILES:
             if model_root is not None and (model_root / name).exists():
                 shutil.copyfile(model_root / name, staging / name)

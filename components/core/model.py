@@ -4,7 +4,8 @@ SASRec / PinnerFormer style: item embedding (row 0 = padding) + learned position
 (optionally √d-scaled, optionally LayerNorm'd), blocks of causal multi-head self-attention and a
 GELU feed-forward with LayerNorm before each sublayer and a final one (``norm="pre"``) or after
 each residual (``"post"``, SASRec's reference code). The state h_t at position t scores every
-item i by h_t · e_i with the same (tied) item embeddings.
+item i by h_t · e_i with the same (tied) item embeddings. With ``n_domains`` > 0 (train's
+``--aux-domain``, SPEC §5) a linear domain head also predicts the next item's domain from h_t.
 
 Sequences are LEFT-padded with item 0, so the most recent item is always the last column and
 gets the last position embedding, in training and at inference alike. The model dir (model.pt,
@@ -95,6 +96,12 @@ class SeqRecModel(nn.Module):
         self.final_norm = layer_norm(cfg) if cfg.norm == "pre" else nn.Identity()
         self.input_scale = cfg.d_model**0.5 if cfg.scale_emb else 1.0
         self._init_weights()
+        # aux-domain: made and initialised after the rest, so that the other parameters start
+        # from the same values for a seed with and without the head
+        self.domain_head = nn.Linear(cfg.d_model, cfg.n_domains) if cfg.n_domains else None
+        if self.domain_head is not None and cfg.init_std > 0:
+            nn.init.normal_(self.domain_head.weight, std=cfg.init_std)
+            nn.init.zeros_(self.domain_head.bias)
 
     def _init_weights(self) -> None:
         cfg = self.cfg
@@ -137,6 +144,13 @@ class SeqRecModel(nn.Module):
     def item_embeddings(self) -> torch.Tensor:
         """[n_items + 1, d]; row 0 is padding. Scores are states @ item_embeddings().T."""
         return self.item_embedding.weight
+
+    def domain_logits(self, states: torch.Tensor) -> torch.Tensor:
+        """states [..., d] → next-domain logits [..., n_domains] (the head's classes: the
+        domain list config.json records)."""
+        if self.domain_head is None:
+            raise ValueError("this model has no domain head (trained without --aux-domain)")
+        return self.domain_head(states)
 
     def last_state(self, prefix: torch.Tensor) -> torch.Tensor:
         """prefix [B, L] (left-padded, most recent item last) → state after it [B, d]."""

@@ -2,7 +2,9 @@
 
     model.pt               state dict of the best epoch (read with ``weights_only=True``)
     config.json            ModelConfig, TrainConfig, dataset fingerprint, epochs run, best epoch,
-                           and ``model_sha256``: the sha256 of model.pt as written
+                           ``model_sha256``: the sha256 of model.pt as written, and
+                           ``domain_classes``: the domain head's classes in order (aux-domain;
+                           [] or absent = no head)
     weights_history.json   the domain weights after every update (initial weights first)
     train_log.jsonl        one JSON line per epoch
 
@@ -25,6 +27,7 @@ CONFIG_FILE = "config.json"
 HISTORY_FILE = "weights_history.json"
 LOG_FILE = "train_log.jsonl"
 MODEL_SHA256_KEY = "model_sha256"  # in config.json: the sha256 of model.pt as written
+DOMAIN_CLASSES_KEY = "domain_classes"  # in config.json: the domain head's classes, in order
 ARTIFACT_FILES = (MODEL_FILE, CONFIG_FILE, LOG_FILE, HISTORY_FILE)  # the finished model dir
 # the training settings a reader of a comparison needs to judge it (shown by the report)
 TRAIN_SETTINGS = (
@@ -37,6 +40,7 @@ TRAIN_SETTINGS = (
     "lr",
     "weight_decay",
     "seed",
+    "aux_domain",
 )
 
 
@@ -92,6 +96,11 @@ def load_model(model_dir: str | Path, device="cpu") -> tuple:
         model_cfg = ModelConfig.from_dict(config["model"])
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise InputError(f"{model_dir / CONFIG_FILE}: unreadable model config ({exc})") from exc
+    if len(domain_classes(config)) != model_cfg.n_domains:
+        raise InputError(
+            f"{model_dir / CONFIG_FILE}: {DOMAIN_CLASSES_KEY} lists "
+            f"{len(domain_classes(config))} domains, the model's head has {model_cfg.n_domains}"
+        )
     model = SeqRecModel(model_cfg)
     expected = config.get(MODEL_SHA256_KEY)
     if expected is not None and sha256_file(model_dir / MODEL_FILE) != expected:
@@ -107,6 +116,13 @@ def load_model(model_dir: str | Path, device="cpu") -> tuple:
     except (RuntimeError, TypeError) as exc:
         raise InputError(f"{model_dir / MODEL_FILE}: does not match config.json ({exc})") from exc
     return model.to(device).eval(), config
+
+
+def domain_classes(config: dict) -> list[str]:
+    """The domain head's classes (class c = output c of ``SeqRecModel.domain_logits``) from a
+    config.json; [] for a model without a head (and for models from before aux-domain)."""
+    classes = config.get(DOMAIN_CLASSES_KEY)
+    return [str(d) for d in classes] if isinstance(classes, list) else []
 
 
 def check_trained_on(config: dict, dataset: Dataset, model_dir: str | Path) -> None:

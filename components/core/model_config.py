@@ -25,6 +25,9 @@ class ModelConfig(Checked):
     scale_emb: bool = False  # multiply the item embeddings by √d_model at the input
     init_std: float = 0.02  # > 0: every Linear/Embedding N(0, init_std), biases 0;
     # 0: item embeddings N(0, d^-½), positions N(0, 0.02), Linear torch's default
+    # aux-domain (SPEC §5): classes of the next-domain head; 0 = no head. Like n_items it comes
+    # from the dataset (train's --aux-domain > 0), never an option of its own
+    n_domains: int = 0
 
     def validate(self) -> None:
         if self.norm not in NORMS:
@@ -41,8 +44,11 @@ class ModelConfig(Checked):
             raise ConfigError(
                 f"--init-std: must be in [0, 1) (0 = the default init), got {self.init_std}"
             )
+        if isinstance(self.n_domains, bool) or not isinstance(self.n_domains, int):
+            raise ConfigError(f"n_domains: expected an integer, got {self.n_domains!r}")
         checks = {
             "n_items": self.n_items >= 1,
+            "n_domains": self.n_domains >= 0,
             "max_len": self.max_len >= 1,
             "d_model": self.d_model >= 1 and self.d_model % max(self.n_heads, 1) == 0,
             "n_blocks": self.n_blocks >= 1,
@@ -60,11 +66,14 @@ class ModelConfig(Checked):
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
         """The config a config.json ``model`` section describes; a recipe field it lacks (a model
-        trained before the field existed) takes the value that model was built with."""
+        trained before the field existed) takes the value that model was built with (no domain
+        head: ``n_domains`` defaults to 0)."""
         known = {f.name for f in fields(cls)}
         return cls(**{**BEFORE_RECIPE, **{k: v for k, v in values.items() if k in known}})
 
 
 NORMS = ("pre", "post")
+# the fields the dataset decides, not the user (train's options are the other fields)
+DERIVED = ("n_items", "n_domains")
 # the architecture of models saved before the recipe fields were recorded
 BEFORE_RECIPE = {"norm": "pre", "emb_norm": False, "scale_emb": True, "init_std": 0.0}

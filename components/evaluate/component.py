@@ -20,7 +20,9 @@ def evaluate(
 ):
     """Full-ranking evaluation of one variant's model, overall and per domain/power-user cohort.
 
-    ``variant``: an item of the stats task's output (its ``name`` keys the metrics).
+    ``variant``: an item of the stats task's output (its ``name`` keys the metrics); a
+    ``logit-adjust`` variant is evaluated with ``logit_adjust="inverse"``
+    (``Variant.evaluate_options``).
 
     ``device`` (auto | cpu | cuda, fixed when the pipeline is compiled) wins over an
     ``options["device"]``. ``metrics`` carries the overall Recall/NDCG@K and coverage under
@@ -35,17 +37,23 @@ def evaluate(
     from components.evaluate.evaluate import evaluate as run_evaluate
     from components.kfp_support import copy_file, restore_ints, ui_metric_key, write_artifact_dir
 
+    spec = parse_variant(restore_ints(variant), "variant")
+
     def produce(out_dir):
         return run_evaluate(
             dataset_dir=dataset.path,
             stats_dir=stats.path,
             model_dir=model.path,
             output_dir=out_dir,
-            **{**restore_ints(options), "device": device, "exclude_seen": exclude_seen},
+            **{
+                **spec.evaluate_options(restore_ints(options)),
+                "device": device,
+                "exclude_seen": exclude_seen,
+            },
         )
 
     write_artifact_dir(evaluation.path, produce)
-    name = parse_variant(restore_ints(variant), "variant").name
+    name = spec.name
     evaluation.metadata["variant"] = name
     with open(os.path.join(evaluation.path, METRICS_FILE)) as handle:
         result = json.load(handle)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 from components.core.devices import DEVICES
 from components.errors import ConfigError
 from components.options import Checked, config_from, option_names
+
+LOGIT_ADJUST_MODES = ("off", "inverse")  # off: plain scores; inverse: + τ·log ω_inverse(item)
 
 
 @dataclass
@@ -24,9 +27,23 @@ class EvalConfig(Checked):
     device: str = "auto"  # auto | cpu | cuda
     batch_size: int = 256  # users per forward pass of the model
     confidence: float = 0.95
+    # post-hoc domain logit adjustment (SPEC §5 "Beyond DWL"): off | inverse (s_i + τ·log ω_inv(i),
+    # τ chosen on the validation split from linspace(0, tau_max, tau_steps))
+    logit_adjust: str = "off"
+    tau_max: float = 2.0
+    tau_steps: int = 21
+    # allowed relative drop of overall val NDCG@10 vs τ = 0 (0: never below τ = 0's)
+    la_max_overall_drop: float = 0.0
 
     def validate(self) -> None:
         """ConfigError naming the option and what is allowed (before anything is read)."""
+
+        def finite(value) -> bool:
+            return (
+                not isinstance(value, bool)
+                and isinstance(value, numbers.Real)
+                and math.isfinite(value)
+            )
 
         def whole(value) -> bool:  # an integer, or a float holding one (JSON params)
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -41,9 +58,23 @@ class EvalConfig(Checked):
             ("--bootstrap", self.bootstrap, 0),
             ("--seed", self.seed, 0),
             ("--batch-size", self.batch_size, 1),
+            ("--tau-steps", self.tau_steps, 1),
         ):
             if not whole(value) or value < low:
                 raise ConfigError(f"{option}: must be an integer >= {low}, got {value!r}")
+        self.tau_steps = int(self.tau_steps)
+        if self.logit_adjust not in LOGIT_ADJUST_MODES:
+            raise ConfigError(
+                f"--logit-adjust: expected one of {list(LOGIT_ADJUST_MODES)}, "
+                f"got {self.logit_adjust!r}"
+            )
+        if not finite(self.tau_max) or self.tau_max < 0:
+            raise ConfigError(f"--tau-max: must be a finite number >= 0, got {self.tau_max!r}")
+        self.tau_max = float(self.tau_max)
+        drop = self.la_max_overall_drop
+        if not finite(drop) or not 0 <= drop < 1:
+            raise ConfigError(f"--la-max-overall-drop: must be a number in [0, 1), got {drop!r}")
+        self.la_max_overall_drop = float(drop)
         if self.exclude_seen is not None and not isinstance(self.exclude_seen, bool):
             raise ConfigError(f"--exclude-seen: expected true or false, got {self.exclude_seen!r}")
         if (

@@ -5,6 +5,7 @@ given the user's train + valid prefix. Recall@K / NDCG@K are reported overall, p
 and per domain's power users, each with a 95% bootstrap CI (users resampled, seeded), plus
 catalogue coverage and the share of top-K slots per domain. ``per_user.parquet`` keeps each
 user's rank and cohort memberships so the report step can compare variants on the same users.
+``--logit-adjust inverse`` ranks by s_i + τ·log ω_inverse(i), τ chosen on validation (calibrate.py).
 """
 
 from __future__ import annotations
@@ -14,18 +15,21 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from components.core.cohorts import per_user_table
 from components.core.devices import resolve_device
 from components.core.eval_artifact import METRICS_VERSION, domain_entries, write_eval_dir_files
+from components.core.logit_adjust import CALIBRATION_FILE
 from components.core.metrics import metric_names
 from components.core.model_artifact import check_trained_on, load_model, model_summary, run_protocol
-from components.core.ranking import ranks_from_embeddings, seen_mask, user_states
+from components.core.ranking import ranks_from_embeddings, user_states
 from components.core.sequences import UserSequences
 from components.core.stats_artifact import DomainStats, load_domain_stats
 from components.download import localize
 from components.errors import ConfigError, InputError
+from components.evaluate.calibrate import adjusted_test_ranks, split_exclude, stats_item_bias
 from components.evaluate.config import EvalConfig, eval_config
 from components.evaluate.render import metrics_markdown
 from components.evaluate.tables import cohort_rows, exposure, per_domain_table
@@ -36,12 +40,20 @@ log = logging.getLogger("dwlrec.evaluate")
 
 
 def evaluate_model(
-    dataset: Dataset, stats: DomainStats, model, max_len: int, config: EvalConfig, device: str
+    dataset: Dataset,
+    stats: DomainStats,
+    model,
+    max_len: int,
+    config: EvalConfig,
+    device: str,
+    item_bias: np.ndarray | None = None,
 ) -> tuple[pa.Table, list[dict], dict]:
-    """Rank every test user's target with ``model`` → (per_user table, cohort rows, exposure).
+    """Rank every test user's target with ``model`` → (per_user table, cohort rows, info).
 
     ``model`` needs ``last_state(prefix [B, L] left-padded) -> [B, d]`` and
-    ``item_embeddings() -> [n_items + 1, d]`` (tests inject fakes here).
+    ``item_embeddings() -> [n_items + 1, d]`` (tests inject fakes here). ``info``: the exposure
+    (coverage, top-K shares) and ``logit_adjust``, the calibration record (None when off);
+    ``item_bias`` [n_items + 1]: b(i) of the adjustment (``calibrate.stats_item_bias``).
     """
     import torch
 
@@ -59,18 +71,23 @@ def evaluate_model(
         )
     if not torch.isfinite(states).all() or not torch.isfinite(item_embeddings).all():
         raise InputError("the model produced NaN/inf user states or item embeddings")
-    exclude = None
-    if config.exclude_seen:
-        exclude = seen_mask(*sequences.history("test"), dataset.n_items + 1, device)
-    ranks, top_items = ranks_from_embeddings(
-        states, item_embeddings, targets, exclude, topk=max(config.ks), progress=True
-    )
-    ranks, top_items = ranks.cpu().numpy(), top_items.cpu().numpy()
+    exclude = split_exclude(sequences, "test", config, dataset.n_items + 1, device)
     item_domains = dataset.item_domains()
+    calibration = None
+    if config.logit_adjust == "off":
+        ranks, top_items = ranks_from_embeddings(
+            states, item_embeddings, targets, exclude, topk=max(config.ks), progress=True
+        )
+    else:
+        ranks, top_items, calibration = adjusted_test_ranks(
+            model, sequences, max_len, item_embeddings, (states, targets, exclude),
+            item_bias, item_domains, stats, config, device,
+        )  # fmt: skip
+    ranks, top_items = ranks.cpu().numpy(), top_items.cpu().numpy()
     per_user = per_user_table(users, targets, ranks, item_domains, stats, stats.power_users)
     rows = cohort_rows(per_user, stats, config)
     info = exposure(top_items, targets, item_domains, stats, config.ks, dataset.n_items)
-    return per_user, rows, info
+    return per_user, rows, {**info, "logit_adjust": calibration}
 
 
 def evaluate(
@@ -85,16 +102,22 @@ def evaluate(
     """Evaluate a trained model on the test split; write the eval dir; return the summary.
 
     ``options``: any EvalConfig field (ks, exclude_seen, bootstrap, seed, device, batch_size,
-    confidence; its defaults); an unknown name is a ConfigError. ``output_dir`` may replace only
-    a previous evaluate output unless ``overwrite``, and never one of the inputs (checked before
-    anything is read; components.io)."""
+    confidence, logit_adjust, tau_max, tau_steps, la_max_overall_drop; its defaults); an
+    unknown name is a ConfigError. With ``logit_adjust="inverse"`` every test metric is of the
+    adjusted scores, τ chosen on the validation split (metrics.json ``logit_adjust``,
+    calibration.json). ``output_dir`` may replace only a previous evaluate output unless
+    ``overwrite``, and never one of the inputs (checked before anything is read; components.io)."""
     config = eval_config(**options)
     inputs = (dataset_dir, stats_dir, model_dir)
     check_output(output_dir, "evaluate", inputs=inputs, overwrite=overwrite)
     started = time.perf_counter()
     dataset = load_dataset(localize(dataset_dir))
-    stats = load_domain_stats(localize(stats_dir), dataset)
+    stats_root = localize(stats_dir)
+    stats = load_domain_stats(stats_root, dataset)
     model_root = localize(model_dir)
+    item_bias = None
+    if config.logit_adjust != "off":  # read before the model: a bad weights.json fails early
+        item_bias = stats_item_bias(stats_root, dataset.item_domains())
     device = str(resolve_device(config.device))
     model, model_config = load_model(model_root, device)
     check_trained_on(model_config, dataset, model_root)
@@ -102,7 +125,7 @@ def evaluate(
         config, exclude_seen=run_protocol(model_config, config.exclude_seen, model_root)
     )
     max_len = int(model_config["model"]["max_len"])
-    per_user, rows, info = evaluate_model(dataset, stats, model, max_len, config, device)
+    per_user, rows, info = evaluate_model(dataset, stats, model, max_len, config, device, item_bias)
     metrics = write_eval_dir(
         output_dir, dataset, stats, config, per_user, rows, info, model_config, model_root,
         extra={"device": device, "seconds": round(time.perf_counter() - started, 3)},
@@ -157,12 +180,15 @@ def write_eval_dir(
         },
         "overall": rows[0],
         "cohorts": rows[1:],
+        "logit_adjust": None,  # off; else the τ chosen on validation and its curve (in info)
         **info,
         **(extra or {}),
         "versions": library_versions(),
         "config": asdict(config),
     }
     metrics = json_safe(metrics)
+    # the logit adjustment's choice of τ and its curve, also in a file of its own
+    calibration = {CALIBRATION_FILE: metrics["logit_adjust"]} if metrics["logit_adjust"] else None
     write_eval_dir_files(
         output_dir,
         per_user=per_user,
@@ -173,5 +199,6 @@ def write_eval_dir(
         model_root=model_root,
         inputs=inputs,
         overwrite=overwrite,
+        extra_json=calibration,
     )
     return metrics

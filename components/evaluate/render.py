@@ -29,6 +29,13 @@ def metrics_markdown(metrics: dict, rows: list[dict]) -> str:
         f"95% bootstrap CIs over users ({metrics['bootstrap']['resamples']} resamples).\n",
         "Coverage: " + ", ".join(f"{k} = {v:.4f}" for k, v in metrics["coverage"].items()) + "\n",
     ]
+    adjusted = metrics.get("logit_adjust")
+    if adjusted:
+        lines.append(
+            f"Logit-adjusted scores s + τ·({adjusted['bias']}), τ = {adjusted['tau']:g} chosen on "
+            f"the validation split ({adjusted['selected_by']}; drop = "
+            f"{adjusted['max_overall_drop']:g}); calibration.json has the whole curve.\n"
+        )
     k0 = str(ks[0])
     header = ["cohort", "domain", "θ", "n", *names, f"top-{k0} share", "target share"]
     unlabelled = {d["domain"] for d in metrics.get("domains", []) if d.get("unlabelled")}

@@ -9,32 +9,54 @@ from components.core.bootstrap import bootstrap_ci, stable_seed
 from components.core.cohorts import Domains, cohort_masks
 from components.core.reporting import figure_to_svg, new_figure, pyplot
 from components.report.compare import Variant
+from components.report.domains_view import OTHER_SPARSE, DomainView, group_cohorts
 
 
-def chart_domains(runs: list[Variant], domains: Domains, metric: str, bootstrap: int, seed: int):
-    """Grouped bars: ``metric`` per domain (sparsest → densest) per variant, with 95% CIs."""
-    plt = pyplot()
-
-    base = runs[0].per_user
+def domain_groups(
+    per_user, domains: Domains, view: DomainView
+) -> list[tuple[str, np.ndarray, bool]]:
+    """(seed name, mask, sparse) of the bar chart's groups in display order (``DomainView``)."""
     masks = {
         key["domain"]: mask
-        for key, mask in cohort_masks(base, domains)
+        for key, mask in cohort_masks(per_user, domains)
         if key["cohort"] == "domain"
     }
-    shown = [d for d in domains.domains if masks[d].any()]
+    pooled = {key["domain"]: mask for key, mask in group_cohorts(masks, view)}
+    sparse = set(domains.sparse_domains())
+    return [
+        (f"domain:{name}", masks[name], name in sparse)
+        if cohort == "domain"
+        else (f"group:{name}", pooled[name], name == OTHER_SPARSE)
+        for cohort, name in view.display()
+    ]
+
+
+def chart_domains(
+    runs: list[Variant],
+    groups: list[tuple[str, np.ndarray, bool]],
+    metric: str,
+    bootstrap: int,
+    seed: int,
+):
+    """Grouped bars: ``metric`` per group (``domain_groups``: sparsest → densest, the pooled
+    "other" cohorts between the sides) per variant, with 95% CIs; groups where every variant
+    scores exactly 0 are left out."""
+    plt = pyplot()
+
+    values = {run.name: run.values(metric) for run in runs}
+    shown = [g for g in groups if any(values[r.name][g[1]].any() for r in runs)]
     fig, ax = new_figure(max(8.0, 0.6 * len(shown) * max(1, len(runs)) / 2), 4.5)
     width = 0.8 / len(runs)
     x = np.arange(len(shown))
     colors = plt.get_cmap("tab10")
     for i, run in enumerate(runs):
-        per_user = run.values(metric)
         means, lows, highs = [], [], []
-        for domain in shown:
-            values = per_user[masks[domain]]
-            ci = bootstrap_ci(values, bootstrap, stable_seed(seed, "domain:" + domain))
-            means.append(values.mean())
-            lows.append(values.mean() - ci[0] if bootstrap else 0.0)
-            highs.append(ci[1] - values.mean() if bootstrap else 0.0)
+        for name, mask, _ in shown:
+            group = values[run.name][mask]
+            ci = bootstrap_ci(group, bootstrap, stable_seed(seed, name))
+            means.append(group.mean())
+            lows.append(group.mean() - ci[0] if bootstrap else 0.0)
+            highs.append(ci[1] - group.mean() if bootstrap else 0.0)
         ax.bar(
             x + (i - (len(runs) - 1) / 2) * width,
             means,
@@ -45,8 +67,10 @@ def chart_domains(runs: list[Variant], domains: Domains, metric: str, bootstrap:
             color=colors(i % 10),
             error_kw={"elinewidth": 0.8},
         )
-    sparse = set(domains.sparse_domains())
-    labels = [f"{d}{'*' if d in sparse else ''}\n(n={int(masks[d].sum())})" for d in shown]
+    labels = [
+        f"{name.partition(':')[2]}{'*' if sparse else ''}\n(n={int(mask.sum())})"
+        for name, mask, sparse in shown
+    ]
     ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
     ax.set_xlabel("target domain (test users)")
     ax.set_ylabel(f"test {metric}")

@@ -18,11 +18,14 @@ EXAMPLES = """examples:
       dynamic=out/e-dyn-s0,out/e-dyn-s1 --output out/report      # two seeds per variant
 
 outputs (written atomically to --output):
-  report.html         summary sentences, NDCG@K by domain (grouped bars), lift tables,
-                      training curves and weight trajectories
-  report.md           the same sentences and tables in Markdown
+  report.html         settings of each variant (with the seed spread), one verdict per
+                      variant, the frontier chart, summary sentences, NDCG@K by domain
+                      (grouped bars), lift tables, τ curves, training curves, weight
+                      trajectories
+  report.md           the same tables and sentences in Markdown
+  frontier.png        the frontier chart (overall vs sparse-mean / dense-mean lift)
   comparison.parquet  cohort x variant x metric: value, lift vs baseline, paired 95% CI, flag
-  summary.json        the findings and counts of significant gains
+  summary.json        the findings, verdicts, frontier numbers, settings and seed spreads
 """
 
 
@@ -69,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="never flag a cohort with fewer users as significant (tiny-n bootstrap CIs are "
         "degenerate)",
     )  # fmt: skip
+    parser.add_argument(
+        "--top-domains", type=int, default=defaults.top_domains, metavar="N",
+        help="tables and the bar chart show the N sparsest and the N densest domains with at "
+        "least --min-users test users; the others are pooled into 'other sparse domains' and "
+        "'other dense domains' (comparison.parquet keeps every domain)",
+    )  # fmt: skip
     return parser
 
 
@@ -83,6 +92,7 @@ def _run(args: argparse.Namespace) -> None:
         seed=args.seed,
         k=args.k,
         min_users=args.min_users,
+        top_domains=args.top_domains,
         overwrite=args.overwrite,
     )
     print("\n".join(summary["findings"]) or f"wrote {args.output} (baseline only)")

@@ -5,6 +5,7 @@ on it, so the noise the variants share cancels."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,7 @@ from components.core.cohorts import Domains, cohort_key_str, cohort_masks
 from components.core.eval_artifact import EvalRun, load_eval
 from components.core.metrics import metric_values
 from components.errors import ConfigError
+from components.report.domains_view import GROUP
 
 # Cohorts smaller than this are never flagged significant (our choice; --min-users).
 MIN_USERS = 20
@@ -89,19 +91,22 @@ def comparison_rows(
     bootstrap: int,
     seed: int,
     min_users: int = MIN_USERS,
+    extra_cohorts: Sequence[tuple[dict, np.ndarray]] = (),
 ) -> list[dict]:
     """One row per cohort × variant × metric with the paired bootstrap lift vs the baseline.
 
     ``significant``: the difference's CI excludes 0 AND the cohort has >= ``min_users`` users
-    (a percentile bootstrap over a handful of users gives degenerate, overconfident CIs).
+    (a percentile bootstrap over a handful of users gives degenerate, overconfident CIs); a CI
+    that touches 0 is not significant. ``extra_cohorts``: more (key, mask) pairs after
+    ``cohort_masks``' (the pooled "other … domains", whose key carries ``sparse``).
     """
     sparse = set(domains.sparse_domains())
     base_values = {m: baseline.values(m) for m in metrics}
     variant_values = {(v.name, m): v.values(m) for v in variants for m in metrics}
     rows = []
-    for key, mask in cohort_masks(baseline.per_user, domains):
+    for key, mask in [*cohort_masks(baseline.per_user, domains), *extra_cohorts]:
         # one seed per cohort: every variant and metric sees the same resampled users
-        cohort_seed = stable_seed(seed, cohort_key_str(key))
+        cohort_seed = stable_seed(seed, _seed_key(key))
         for variant in variants:
             for metric in metrics:
                 values = variant_values[(variant.name, metric)][mask]
@@ -110,7 +115,9 @@ def comparison_rows(
                 rows.append(
                     {
                         **key,
-                        "sparse": key["domain"] in sparse if key["domain"] else None,
+                        "sparse": key.get("sparse", key["domain"] in sparse)
+                        if key["domain"]
+                        else None,
                         "n": int(mask.sum()),
                         "variant": variant.name,
                         "scheme": variant.scheme,
@@ -130,6 +137,11 @@ def comparison_rows(
                     }
                 )
     return rows
+
+
+def _seed_key(key: dict) -> str:
+    """The cohort's bootstrap seed name (a pooled cohort's: ``group:<label>``)."""
+    return f"group:{key['domain']}" if key["cohort"] == GROUP else cohort_key_str(key)
 
 
 COMPARISON_SCHEMA = pa.schema(

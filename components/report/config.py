@@ -19,6 +19,7 @@ class ReportConfig(Checked):
     seed: int = 0  # bootstrap seed
     k: int = 10  # cut-off K of Recall@K / NDCG@K
     min_users: int = MIN_USERS  # never flag a smaller cohort as significant
+    top_domains: int = 10  # tables and bars: the N sparsest and N densest domains, rest pooled
 
     def validate(self) -> None:
         """ConfigError naming the option and what is allowed (before anything is read)."""
@@ -28,6 +29,8 @@ class ReportConfig(Checked):
             raise ConfigError(f"--k: must be >= 1, got {self.k}")
         if self.min_users < 1:
             raise ConfigError(f"--min-users: must be >= 1, got {self.min_users}")
+        if self.top_domains < 1:
+            raise ConfigError(f"--top-domains: must be >= 1, got {self.top_domains}")
 
 
 def report_option_names() -> tuple[str, ...]:

@@ -7,6 +7,7 @@ import numpy as np
 
 from components.core.cohorts import theta_name
 from components.core.reporting import format_value
+from components.report.domains_view import GROUP, DomainView, all_zero
 
 
 def _pct(value: float) -> str:
@@ -17,6 +18,8 @@ def _lift_text(row: dict) -> str:
     """'+12.3% [+1.0%, +25.0%]' (or the absolute delta when the baseline is 0)."""
     if row["n"] == 0:
         return "–"
+    if row["delta"] == row["delta_low"] == row["delta_high"] == 0:
+        return "±0 [±0, ±0]"  # e.g. a variant that ranks these users as the baseline does
     if np.isnan(row["lift"]):
         return f"Δ {row['delta']:+.4f} [{row['delta_low']:+.4f}, {row['delta_high']:+.4f}]"
     if np.isnan(row["lift_low"]):  # some resample had a zero baseline: CI of the difference
@@ -33,6 +36,9 @@ def _direction(row: dict) -> str:
     return "▲" if row["delta"] > 0 else "▼"
 
 
+LISTED = 6  # domains named per list in a summary sentence
+
+
 def summary_sentence(rows: list[dict], variant: str, baseline: str, metric: str) -> str:
     """How the variant moved ``metric`` in sparse domains, dense domains and overall."""
     mine = [r for r in rows if r["variant"] == variant and r["metric"] == metric]
@@ -43,11 +49,16 @@ def summary_sentence(rows: list[dict], variant: str, baseline: str, metric: str)
         # a lift is undefined when the baseline scored 0: give the absolute change instead
         return _pct(r["lift"]) if not np.isnan(r["lift"]) else f"{r['delta']:+.4f} from 0"
 
+    def listing(group: list[dict]) -> str:
+        # hundreds of domains: name the largest changes, count the rest
+        top = sorted(group, key=lambda r: -abs(r["delta"]))[:LISTED]
+        more = f", and {len(group) - len(top)} more" if len(group) > len(top) else ""
+        return ", ".join(f"{r['domain']} {change(r)}" for r in top) + more
+
     def part(group: list[dict], label: str) -> str:
         gains = [r for r in group if r["significant"] and r["delta"] > 0]
         losses = [r for r in group if r["significant"] and r["delta"] < 0]
-        gains_text = ", ".join(f"{r['domain']} {change(r)}" for r in gains)
-        losses_text = ", ".join(f"{r['domain']} {change(r)}" for r in losses)
+        gains_text, losses_text = listing(gains), listing(losses)
         return (
             f"{label}: significant gains in {len(gains)} of {len(group)}"
             + (f" ({gains_text})" if gains else "")
@@ -68,31 +79,70 @@ def summary_sentence(rows: list[dict], variant: str, baseline: str, metric: str)
     )
 
 
-def lift_table(rows: list[dict], variants: list[str], baseline: str, metric: str):
-    """(header, rows, row classes) for one metric: cohorts down, variants across."""
+def verdict_line(name: str, point: dict, baseline: str, metric: str) -> str:
+    """'dynamic: trades dense for sparse (overall −2.8% [−4.3%, −1.2%]; sparse mean …)'."""
+
+    def stat(label: str, s: dict) -> str:
+        if s.get("n_domains") == 0:
+            return f"{label}: no such domain with test users"
+        low, high = s["lift_ci"]
+        ci = f" [{_pct(low)}, {_pct(high)}]" if np.isfinite(low) else ""
+        mark = ("▲" if s["delta"] > 0 else "▼") if s["significant"] else ""
+        return f"{label} {mark}{_pct(s['lift'])}{ci}"
+
+    return (
+        f"{name}: {point['verdict']} ({metric} vs {baseline}: "
+        + "; ".join(
+            stat(label, point[side])
+            for side, label in (
+                ("overall", "overall"),
+                ("sparse", f"sparse mean of {point['sparse']['n_domains']}"),
+                ("dense", f"dense mean of {point['dense']['n_domains']}"),
+            )
+        )
+        + ")"
+    )
+
+
+def _label(cohort: str, domain: str | None, theta, sparse: bool | None) -> str:
+    if cohort == "overall":
+        return "overall"
+    if cohort == "domain":
+        return f"{domain}{' (sparse)' if sparse else ''}"
+    if cohort == GROUP:
+        return str(domain)
+    return f"power users θ={theta_name(theta)}: {domain}"
+
+
+def lift_table(rows: list[dict], variants: list[str], baseline: str, metric: str, view: DomainView):
+    """(header, rows, row classes) for one metric: cohorts down (overall, the ``view``'s
+    domains and pooled cohorts, the shown domains' power users), variants across. Rows with
+    no users, or where every variant scores exactly 0, are left out."""
     index = {}
     for r in rows:
         if r["metric"] == metric:
             index[(r["cohort"], r["domain"], r["theta"], r["variant"])] = r
-    cohorts = []
-    for r in rows:
-        key = (r["cohort"], r["domain"], r["theta"])
-        if r["metric"] == metric and r["variant"] == baseline and key not in cohorts:
-            cohorts.append(key)
+    thetas = sorted({r["theta"] for r in rows if r["cohort"] == "power"})
+    cohorts = [
+        ("overall", None, None),
+        *((cohort, domain, None) for cohort, domain in view.display()),
+        *(("power", d, t) for t in thetas for d in view.shown),
+    ]
     others = [v for v in variants if v != baseline]
     header = ["cohort", "n", baseline, *[h for v in others for h in (v, f"{v} lift [95% CI]")]]
     table, classes = [], []
     for cohort, domain, theta in cohorts:
-        base = index[(cohort, domain, theta, baseline)]
-        if base["n"] == 0:
+        base = index.get((cohort, domain, theta, baseline))
+        if base is None or base["n"] == 0:
             continue  # e.g. a domain without power users at this θ (kept in comparison.parquet)
-        if cohort == "overall":
-            label = "overall"
-        elif cohort == "domain":
-            label = f"{domain}{' (sparse)' if base['sparse'] else ''}"
-        else:
-            label = f"power users θ={theta_name(theta)}: {domain}"
-        cells = [label, str(base["n"]), format_value(base["value"])]
+        mine = [index[(cohort, domain, theta, v)] for v in variants]
+        if all_zero(mine):
+            continue
+        cells = [
+            _label(cohort, domain, theta, base["sparse"]),
+            str(base["n"]),
+            format_value(base["value"]),
+        ]
         marks = []
         for variant in others:
             r = index[(cohort, domain, theta, variant)]

@@ -108,6 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=default_of("agg"),
         help="per-example weight over an item's domains (recorded for train)",
     )
+    beyond = parser.add_argument_group("dro and dynamic-user schemes (recorded for train)")
+    beyond.add_argument(
+        "--eta",
+        type=float,
+        default=default_of("eta"),
+        help="dro: step size of the group weights, q_g <- q_g * exp(eta * EMA loss_g); > 0",
+    )
+    beyond.add_argument(
+        "--user-theta",
+        type=float,
+        default=default_of("user_theta"),
+        help="dynamic-user: the weight applies to targets in domains holding >= this share "
+        "of the user's train history; in (0, 1]",
+    )
     unlabelled = parser.add_argument_group("unlabelled domains (items without a known domain)")
     unlabelled.add_argument(
         "--unlabelled-domains",

@@ -183,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_option(loss, "negatives", "uniform negatives: R for sampled, k for gbce/mml (bce uses 1)")
     add_option(loss, "temperature", "sampled softmax τ")
     add_option(loss, "gbce_t", "gBCE calibration t")
+    add_option(
+        loss,
+        "aux_domain",
+        "aux-domain λ: a head predicts the next item's domain, loss item + λ·domain; 0 = off",
+    )
     add_weighting_option(loss, "fixed_domains", "fixed: the boosted domains", metavar="DOMAIN")
     add_weighting_option(loss, "fixed_weight", "fixed: weight of the boosted domains")
     add_weighting_option(loss, "gamma", "inverse: power of (mean share / domain share)")
@@ -201,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_weighting_option(
         loss, "agg", "ω of a multi-domain item from its domains' weights", choices=AGGS
+    )
+    add_weighting_option(loss, "eta", "dro: step size of q_g <- q_g * exp(eta * EMA loss_g), > 0")
+    add_weighting_option(
+        loss, "user_theta", "dynamic-user: weigh targets in domains with >= this user share"
     )
 
     dev = parser.add_argument_group("devices")

@@ -12,7 +12,7 @@ import numbers
 from dataclasses import dataclass, fields
 
 from components.core.devices import DEVICES
-from components.core.model_config import ModelConfig
+from components.core.model_config import DERIVED, ModelConfig
 from components.core.weighting import PARAMETER_NAMES, SCHEMES, WeightingSpec
 from components.core.weighting.spec import option_name
 from components.errors import ConfigError
@@ -31,7 +31,7 @@ SELECT_METRICS = tuple(f"{m}@{k}" for m in ("ndcg", "recall") for k in VALIDATIO
 class TrainConfig(Checked):
     """Every option of the train step except the model's (those are in ModelConfig)."""
 
-    scheme: str = "none"  # none | fixed | inverse | dynamic (SPEC §5)
+    scheme: str = "none"  # none | fixed | inverse | dynamic | dro | dynamic-user (SPEC §5)
     loss: str = "ce"  # ce | sampled | bce | gbce | mml (SPEC §6)
     epochs: int = 50
     batch_size: int = 64  # users per optimiser step (global, across DDP processes)
@@ -50,6 +50,8 @@ class TrainConfig(Checked):
     negatives: int = 128  # R (sampled) or k (gbce, mml); bce uses 1
     temperature: float = 1.0  # sampled softmax
     gbce_t: float = 0.75
+    # aux-domain (SPEC §5): λ of a next-domain head's loss, Σ(ω·ℓ_item + λ·ℓ_domain) / N; 0 = off
+    aux_domain: float = 0.0
     # every WeightingSpec parameter; None = as weights.json recorded (the stats step's options)
     fixed_domains: list[str] | None = None  # fixed: the boosted domains
     fixed_weight: float | None = None  # fixed: w_d of the boosted domains
@@ -62,6 +64,8 @@ class TrainConfig(Checked):
     alpha: float | None = None  # composite: w = 1 + alpha * zscore(S)
     agg: str | None = None  # ω of a multi-domain item: mean | max of its domains' weights
     update_every_steps: int | None = None  # dynamic: 0 = update at each epoch end
+    eta: float | None = None  # dro: step size of q_g ← q_g·exp(η·ℓ̃_g)
+    user_theta: float | None = None  # dynamic-user: share of the user's history, in (0, 1]
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # CPU threads for torch; 0 = torch's default
     compile: bool = False  # torch.compile the model (CUDA)
@@ -113,6 +117,7 @@ class TrainConfig(Checked):
             "grad_clip": (lambda v: v >= 0, ">= 0 (0 = off)"),
             "temperature": (lambda v: v > 0, "> 0"),
             "gbce_t": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+            "aux_domain": (lambda v: v >= 0, ">= 0 (0 = off)"),
         }
         for name, (ok, what) in reals.items():
             value = getattr(self, name)
@@ -136,8 +141,8 @@ class TrainConfig(Checked):
 
 # the TrainConfig fields that are WeightingSpec parameters: given, they override weights.json
 WEIGHTING_OPTIONS = tuple(f.name for f in fields(TrainConfig) if f.name in PARAMETER_NAMES)
-# the ModelConfig fields that are train options (n_items comes from the dataset)
-MODEL_OPTIONS = tuple(f.name for f in fields(ModelConfig) if f.name != "n_items")
+# the ModelConfig fields that are train options (n_items, n_domains come from the dataset)
+MODEL_OPTIONS = tuple(f.name for f in fields(ModelConfig) if f.name not in DERIVED)
 
 
 def split_options(options: dict) -> tuple[TrainConfig, dict]:

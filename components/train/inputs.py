@@ -23,7 +23,7 @@ from components.schema import dataset_fingerprint, load_dataset
 from components.train.config import WEIGHTING_OPTIONS, TrainConfig
 from components.train.data import TrainWindows, epoch_batches
 from components.train.distributed import Process
-from components.train.losses import LossFunction, train_item_probs
+from components.train.losses import DomainLoss, LossFunction, domain_targets, train_item_probs
 
 
 @dataclass
@@ -40,6 +40,7 @@ class Inputs:
     seqs: UserSequences
     windows: TrainWindows
     loss_fn: LossFunction
+    aux: DomainLoss | None = None  # --aux-domain > 0: the domain head's loss
 
     def batches(self, epoch: int, proc: Process) -> list[np.ndarray]:
         """The global batches (users) of ``epoch``, each big enough to give every process one."""
@@ -77,12 +78,18 @@ def read_inputs(
     )
     cfg = replace(cfg, **{k: getattr(spec, k) for k in WEIGHTING_OPTIONS})  # the values used
     weighter = DomainWeighter(spec, weights, dataset.item_domains()) if weights else None
-    model_cfg = ModelConfig(n_items=dataset.n_items, **model_options)
+    aux = None
+    if cfg.aux_domain > 0:  # the domain head's classes: every domain of the items, '(none)' too
+        aux = DomainLoss(cfg.aux_domain, domain_targets(dataset.item_domains()).to(device))
+    n_domains = len(aux.targets.domains) if aux is not None else 0
+    model_cfg = ModelConfig(n_items=dataset.n_items, n_domains=n_domains, **model_options)
     seqs = UserSequences.from_interactions(dataset.interactions, dataset.n_items)
     train_offsets, train_items = seqs.train_sequences()
     windows = TrainWindows(train_offsets, train_items, model_cfg.max_len)
     if len(windows.users) == 0:
         raise InputError(f"{dataset.path}: no user has 2+ train interactions; nothing to train on")
+    if weighter is not None:  # dynamic-user: each user's domain shares, computed once
+        weighter.set_user_history(windows.offsets, windows.item_idx)
     loss_fn = LossFunction(
         cfg.loss,
         dataset.n_items,
@@ -102,4 +109,5 @@ def read_inputs(
         seqs=seqs,
         windows=windows,
         loss_fn=loss_fn,
+        aux=aux,
     )

@@ -212,7 +212,7 @@ def train_task(
 
     configure_logging()
     spec = parse_variant(variant, "variant")
-    fixed = {"scheme": spec.scheme, "loss": loss, "epochs": epochs, "device": device}
+    fixed = {"scheme": spec.weighting_scheme, "loss": loss, "epochs": epochs, "device": device}
     ignored = {k: options[k] for k in fixed if k in options and options[k] != fixed[k]}
     if ignored:
         print(f"train: options {ignored} ignored, the task's parameters win: {fixed}", flush=True)

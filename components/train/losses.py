@@ -3,13 +3,15 @@
 Inputs everywhere: ``states`` [N, d] (the user state at each non-padded position), ``targets`` [N]
 (the next item there, 1..n_items) and ``item_embeddings`` [n_items + 1, d] (row 0 = padding,
 never a candidate). The batch loss is ``weighted_mean``: Σ ω·ℓ / N, so ω = 1 is the plain mean.
+The aux-domain term (``DomainLoss``, train's --aux-domain λ) adds λ·ℓ_domain per example, the
+cross-entropy of a domain head against the target item's domains.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -17,6 +19,7 @@ import torch.nn.functional as F
 
 from components.errors import ConfigError
 from components.options import Checked
+from components.schema import NO_DOMAIN
 from components.train.config import LOSSES
 
 NEGATIVE_LOSSES = ("sampled", "gbce", "mml")  # the losses that draw --negatives uniform items
@@ -218,6 +221,84 @@ class LossFunction(Checked):
         if self.name == "gbce":
             return gbce(states, targets, item_embeddings, negatives, self.gbce_t)
         return mml(states, targets, item_embeddings, negatives, self.mml_margins, self.mml_weights)
+
+
+# ---- aux-domain: the next item's domain from the user state (SPEC §5 "Beyond DWL") ----
+
+
+@dataclass(frozen=True)
+class DomainTargets:
+    """The soft next-domain target of every item: uniform over its domains, built once.
+
+    Stored as [n_items + 1, K] (K = the most domains an item has): ``codes`` the item's domain
+    classes, ``mass`` 1/|domains(i)| in the item's slots and 0 in the padding slots and in row 0
+    (the padding item) — the rows of the [n_items + 1, n_domains] matrix, without its zeros.
+    """
+
+    domains: list[str]  # the head's classes, in order (config.json ``domain_classes``)
+    codes: torch.Tensor  # [n_items + 1, K] int64
+    mass: torch.Tensor  # [n_items + 1, K] float32
+
+    def to(self, device: torch.device | str) -> DomainTargets:
+        return DomainTargets(self.domains, self.codes.to(device), self.mass.to(device))
+
+    def dense(self) -> torch.Tensor:
+        """The [n_items + 1, n_domains] soft-target matrix (row 0 = 0; the others sum to 1)."""
+        matrix = torch.zeros(self.codes.shape[0], len(self.domains), dtype=self.mass.dtype)
+        return matrix.scatter_add_(1, self.codes.cpu(), self.mass.cpu())
+
+
+def domain_targets(item_domains: list[list[str]]) -> DomainTargets:
+    """``item_domains`` (position i = item_idx i, position 0 the padding item: ``[]``) → the soft
+    targets. An item without domains is in '(none)', its own class (as in the weighting, SPEC §2);
+    the classes are the domains that occur, sorted by name."""
+    per_item = [list(dict.fromkeys(ds)) or [NO_DOMAIN] for ds in item_domains[1:]]
+    domains = sorted({d for ds in per_item for d in ds})
+    code = {d: c for c, d in enumerate(domains)}
+    width = max((len(ds) for ds in per_item), default=1)
+    codes = np.zeros((len(item_domains), width), dtype=np.int64)
+    mass = np.zeros((len(item_domains), width), dtype=np.float32)
+    for item, ds in enumerate(per_item, start=1):
+        codes[item, : len(ds)] = [code[d] for d in ds]
+        mass[item, : len(ds)] = 1.0 / len(ds)
+    return DomainTargets(domains, torch.from_numpy(codes), torch.from_numpy(mass))
+
+
+def domain_ce(logits: torch.Tensor, targets: torch.Tensor, soft: DomainTargets) -> torch.Tensor:
+    """Cross-entropy of softmax(``logits`` [N, n_domains]) against the soft targets of the items
+    ``targets`` [N]: −Σ_d T_{i,d} log p_d = logsumexp(z) − Σ_d T_{i,d} z_d (Σ_d T_{i,d} = 1). [N]."""
+    acc = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    z = logits.to(acc)
+    expected = (z.gather(1, soft.codes[targets]) * soft.mass[targets].to(acc)).sum(dim=1)  # [N]
+    return z.logsumexp(dim=1) - expected
+
+
+@dataclass
+class DomainLoss:
+    """The aux-domain term: the batch loss is Σ(ω·ℓ_item + λ·ℓ_domain) / N.
+
+    ℓ_domain is NOT weighted by ω: ω re-weights the next-item loss to shift its per-domain prior
+    toward sparse domains; the domain labels are dense even where items are sparse, and the head
+    only shapes the shared user state, so an unweighted term keeps λ meaning the same under every
+    scheme (a variant's λ is comparable with another's). Sums the per-example losses it computes
+    (detached, this process's share) for the epoch's mean in train_log.jsonl.
+    """
+
+    weight: float  # λ > 0
+    targets: DomainTargets
+    _sum: torch.Tensor | None = field(default=None, init=False, repr=False)
+
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The per-example ℓ_domain [N] of the head's ``logits`` [N, n_domains]."""
+        per_example = domain_ce(logits, targets, self.targets)
+        total = per_example.detach().double().sum()
+        self._sum = total if self._sum is None else self._sum + total
+        return per_example
+
+    def take_sum(self) -> float:
+        """Σ ℓ_domain since the last call (this process's examples); resets it."""
+        total, self._sum = self._sum, None
+        return 0.0 if total is None else float(total.item())
 
 
 def train_item_probs(train_item_idx: np.ndarray, n_items: int) -> torch.Tensor:

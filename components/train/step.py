@@ -23,7 +23,7 @@ from components.errors import DwlrecError
 from components.train.config import TrainConfig
 from components.train.data import shard
 from components.train.distributed import Process, to_device
-from components.train.losses import LossFunction, weighted_mean
+from components.train.losses import DomainLoss, LossFunction, weighted_mean
 
 
 class TrainingError(DwlrecError):
@@ -96,14 +96,31 @@ class StepParts:
     proc: Process
     autocast: torch.dtype | None = None  # None: float32
     scaler: torch.amp.GradScaler | None = None  # fp16 only
+    aux: DomainLoss | None = None  # --aux-domain λ > 0: the domain head's loss
+
+
+def _target_users(
+    weighter: DomainWeighter, users_np: np.ndarray | None, mine: np.ndarray, is_target: torch.Tensor
+) -> torch.Tensor | None:
+    """The user of each of this shard's targets, for a weighter that needs it (dynamic-user)."""
+    if users_np is None or not weighter.needs_users:
+        return None
+    rows = torch.as_tensor(users_np[mine], device=is_target.device)  # [b]
+    return rows[:, None].expand_as(is_target)[is_target]  # [N_local]
 
 
 def train_step(
-    parts: StepParts, inputs_np: np.ndarray, targets_np: np.ndarray, epoch: int, step: int
+    parts: StepParts,
+    inputs_np: np.ndarray,
+    targets_np: np.ndarray,
+    epoch: int,
+    step: int,
+    users_np: np.ndarray | None = None,
 ) -> tuple[float, int]:
     """One optimiser step on a GLOBAL batch (this process trains on its shard).
 
-    Returns (the global batch loss Σω·ℓ/N, N = the number of targets in the global batch).
+    ``users_np``: the batch's users, one per row (for dynamic-user). Returns (the global batch
+    loss Σω·ℓ/N, N = the number of targets in the global batch).
     """
     proc, weighter = parts.proc, parts.weighter
     device = next(parts.model.parameters()).device
@@ -120,12 +137,17 @@ def train_step(
         states = parts.wrapped(inputs)[is_target]  # [N_local, d]
         per_example = parts.loss_fn(states, flat_targets, parts.model.item_embeddings())
         omega = (
-            weighter.example_weights(flat_targets)
+            weighter.example_weights(
+                flat_targets, _target_users(weighter, users_np, mine, is_target), targets_np
+            )
             if weighter is not None
             else torch.ones_like(per_example)
         )
         # Σω·ℓ / N over the GLOBAL batch; DDP averages gradients over processes, hence × world
         loss = weighted_mean(per_example.float(), omega.float(), count) * proc.world_size
+        if parts.aux is not None:  # + λ·Σℓ_domain / N, unweighted (losses.DomainLoss says why)
+            domain = parts.aux(parts.model.domain_logits(states), flat_targets)  # [N_local]
+            loss = loss + parts.aux.weight * domain.float().sum() / count * proc.world_size
     batch_loss = loss.detach().double() / proc.world_size
     if proc.world_size > 1:
         dist.all_reduce(batch_loss)
@@ -151,5 +173,6 @@ def train_step(
     parts.scheduler.step()
     if weighter is not None:
         weighter.observe(torch.from_numpy(targets_np))
+        weighter.observe_losses(flat_targets, per_example)  # dro: q from the detached losses
         weighter.step_end(epoch, step)
     return batch_loss.item(), count

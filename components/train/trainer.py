@@ -182,6 +182,7 @@ def _train(dataset_dir, weights_path, out: Path, *, resume: bool, **options) -> 
         proc,
         autocast=amp_dtype,
         scaler=scaler,
+        aux=inputs.aux,
     )
     identity = run_identity(cfg, inputs.model_cfg, inputs.fingerprint, inputs.weights_dataset)
     run = Run(inputs, parts, device, out, identity)
@@ -262,7 +263,9 @@ def run_epoch(run: Run, state: TrainState, epoch: int) -> bool:
     )
     for users in bar:
         inputs_np, targets_np = run.inputs.windows.batch(users)  # the whole global batch
-        batch_loss, count = train_step(parts, inputs_np, targets_np, epoch, state.step + 1)
+        batch_loss, count = train_step(
+            parts, inputs_np, targets_np, epoch, state.step + 1, users_np=users
+        )
         state.step += 1
         loss_sum += batch_loss * count
         n_examples += count
@@ -312,6 +315,8 @@ def run_epoch(run: Run, state: TrainState, epoch: int) -> bool:
         "lr": parts.scheduler.get_last_lr()[0],
         "domain_weights": weighter.current_weights() if weighter is not None else {},
     }
+    if parts.aux is not None:  # aux-domain: the epoch's mean ℓ_domain (every process's share)
+        record["domain_loss"] = sum(all_gather(parts.aux.take_sum(), proc)) / max(n_examples, 1)
     state.log.append(record)
     state.epoch = epoch
     if proc.is_main:
@@ -357,6 +362,8 @@ def write_model_artifact(
             "weighting_sources": inputs.spec_sources if weighter is not None else None,
             **{k: summary[k] for k in ("epochs_run", "best_epoch", "best_val", "stopped_early")},
             **{k: summary[k] for k in ("world_size", "device", "precision")},
+            # the domain head's classes, in order (aux-domain; [] = no head)
+            model_artifact.DOMAIN_CLASSES_KEY: inputs.aux.targets.domains if inputs.aux else [],
             "library_versions": library_versions(),
         },
     )

@@ -5,6 +5,10 @@ step (the spec it resolves, the weighter it holds).
     targets.py       pure-numpy target weights of the schemes (inverse, composite, fixed, EMA)
     weights_file.py  weights.json: layout, load/save, the same-dataset check
     weighter.py      DomainWeighter: per-example weights ω for training (torch, imported lazily)
+    incidence.py     item → domain codes (CSR and padded), for the per-example gathers
+    counts.py        the running counts of the targets seen (dynamic's updates)
+    dro.py           GroupDRO: the ``dro`` scheme's q, EMA group losses, ω and update
+    user_gate.py     UserDomainGate: ``dynamic-user``'s (user, domain) share ≥ θ test
 
 Importing this package never imports torch.
 """
@@ -13,6 +17,7 @@ from components.core.weighting.spec import (
     AGGS,
     DEFAULTS,
     PARAMETER_NAMES,
+    POWER_USER_THETA,
     SCHEMES,
     TARGETS,
     UNLABELLED_DOMAINS,
@@ -32,7 +37,7 @@ from components.core.weighting.targets import (
     rescale_to_mean_one,
     weightable,
 )
-from components.core.weighting.weighter import DomainWeighter
+from components.core.weighting.weighter import DYNAMIC_SCHEMES, DomainWeighter
 from components.core.weighting.weights_file import (
     WEIGHTS_FILE,
     WEIGHTS_VERSION,
@@ -46,8 +51,10 @@ from components.core.weighting.weights_file import (
 __all__ = [
     "AGGS",
     "DEFAULTS",
+    "DYNAMIC_SCHEMES",
     "FIXED_DEFAULT_SHARE_FRACTION",
     "PARAMETER_NAMES",
+    "POWER_USER_THETA",
     "SCHEMES",
     "TARGETS",
     "UNLABELLED_DOMAINS",

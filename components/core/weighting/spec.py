@@ -22,7 +22,9 @@ from components.errors import ConfigError
 from components.options import Checked
 from components.schema import NO_DOMAIN
 
-SCHEMES = ("none", "fixed", "inverse", "dynamic")
+# dro: online group DRO over target domains; dynamic-user: dynamic's weight only for targets in a
+# domain holding >= user_theta of the user's train history (SPEC §5 "Beyond DWL")
+SCHEMES = ("none", "fixed", "inverse", "dynamic", "dro", "dynamic-user")
 TARGETS = ("inverse", "composite")
 AGGS = ("mean", "max")
 # Domain names that mean "no domain known" rather than a niche interest: the contract's "(none)"
@@ -30,6 +32,10 @@ AGGS = ("mean", "max")
 # "(no genres listed)" (when a dataset carries it literally). Weight 1 under every scheme and
 # out of every target's normalisation by default (stats: --boost-unlabelled / --unlabelled-domains).
 UNLABELLED_DOMAINS = (NO_DOMAIN, "(no genres listed)", "unknown")
+
+# PinnerFormerLite's power-user threshold (SPEC §4: a power user of d has >= θ of their train
+# interactions in d); dynamic-user's default gate. Equal to the stats step's first cohort θ.
+POWER_USER_THETA = 0.5
 
 # where a value of the spec train used came from (recorded in config.json)
 GIVEN, RECORDED, DEFAULT = "train option", "weights.json", "default"
@@ -68,6 +74,10 @@ def _names(option: str, values) -> None:
         raise ConfigError(f"{option}: expected domain names, got {values!r}")
 
 
+# the real-valued parameters (checked finite, stored as floats)
+_REALS = ("fixed_weight", "gamma", "w_min", "w_max", "beta", "alpha", "eta", "user_theta")
+
+
 @dataclass
 class WeightingParams(Checked):
     """The parameters of the weighting schemes (SPEC §5) and their defaults."""
@@ -77,15 +87,17 @@ class WeightingParams(Checked):
     gamma: float = 0.5  # inverse: power of (p̄ / p_d)
     w_min: float = 0.5  # lower clip bound of every target and of dynamic
     w_max: float = 5.0  # upper clip bound
-    beta: float = 0.9  # dynamic: EMA factor
+    beta: float = 0.9  # EMA factor: of dynamic's weights, of dro's group losses
     target: str = "inverse"  # dynamic: what it moves toward (inverse | composite)
     lambdas: tuple[float, float, float] = (0.6, 0.3, 0.1)  # composite: IDF, user, entropy
     alpha: float = 0.5  # composite: w = 1 + alpha * zscore(S)
     agg: str = "mean"  # ω of a multi-domain item: mean | max of its domains' weights
+    eta: float = 0.01  # dro: step size of q_g ← q_g·exp(η·ℓ̃_g) (Sagawa et al.'s default)
+    user_theta: float = POWER_USER_THETA  # dynamic-user: share of the user's history, in (0, 1]
 
     def validate(self) -> None:
         """ConfigError naming the option and what is allowed."""
-        for name in ("fixed_weight", "gamma", "w_min", "w_max", "beta", "alpha"):
+        for name in _REALS:
             finite(option_name(name), getattr(self, name))
         if not self.w_min > 0:
             raise ConfigError(f"--w-min: must be > 0, got {self.w_min}")
@@ -108,12 +120,16 @@ class WeightingParams(Checked):
             )
         if self.alpha < 0:
             raise ConfigError(f"--alpha: must be >= 0, got {self.alpha}")
+        if not self.eta > 0:
+            raise ConfigError(f"--eta: must be > 0 (a finite number), got {self.eta}")
+        if not 0 < self.user_theta <= 1:
+            raise ConfigError(f"--user-theta: must be in (0, 1], got {self.user_theta}")
         if self.fixed_domains is not None:
             _names("--fixed-domains", self.fixed_domains)
 
     def normalise(self) -> None:
         """Canonical types after ``validate``: floats, a tuple of lambdas, a list of domains."""
-        for name in ("fixed_weight", "gamma", "w_min", "w_max", "beta", "alpha"):
+        for name in _REALS:
             setattr(self, name, float(getattr(self, name)))
         self.lambdas = finite_list("--lambdas", self.lambdas)  # type: ignore[assignment]  # 3, validated
         if self.fixed_domains is not None:
@@ -124,7 +140,7 @@ class WeightingParams(Checked):
 class WeightingSpec(WeightingParams):
     """What the train step weights its loss with: a scheme and every parameter."""
 
-    scheme: str = "none"  # none | fixed | inverse | dynamic
+    scheme: str = "none"  # one of SCHEMES
     update_every_steps: int = 0  # dynamic: 0 = update at each epoch end; K > 0 = every K steps
 
     def validate(self) -> None:
@@ -153,10 +169,13 @@ def scheme_parameters(spec: Mapping) -> tuple[str, ...]:
         return ()
     if scheme == "fixed":
         return ("fixed_domains", "fixed_weight", "agg")
+    if scheme == "dro":  # beta: the EMA factor of the group losses
+        return ("eta", "beta")
     target = "inverse" if scheme == "inverse" else spec.get("target", "inverse")
     shape = ("gamma",) if target == "inverse" else ("lambdas", "alpha")
-    dynamic = ("target", "beta", "update_every_steps") if scheme == "dynamic" else ()
-    return (*dynamic, *shape, "w_min", "w_max", "agg")
+    dynamic = ("target", "beta", "update_every_steps") if scheme != "inverse" else ()
+    user = ("user_theta",) if scheme == "dynamic-user" else ()
+    return (*dynamic, *user, *shape, "w_min", "w_max", "agg")
 
 
 DEFAULTS = WeightingSpec()
@@ -195,6 +214,7 @@ __all__ = [
     "DEFAULTS",
     "GIVEN",
     "PARAMETER_NAMES",
+    "POWER_USER_THETA",
     "RECORDED",
     "SCHEMES",
     "TARGETS",

@@ -7,6 +7,12 @@ of the targets seen). Under DDP every rank observes the whole global batch (the 
 feeds it the batch before sharding), so all ranks hold the same counts and reach the same
 weights without communicating.
 
+``dynamic-user`` is ``dynamic`` (same weights, same updates) whose ω applies only to targets in
+a domain holding ≥ user_theta of the user's train history (``user_gate``; 1 otherwise): the step
+passes each target's user, and ``set_user_history`` the train sequences once. ``dro`` weighs the
+batch's groups by online group DRO (``dro``): its ω needs the global batch's targets, and
+``observe_losses`` (after each optimiser step) updates q from the detached per-example losses.
+
 Importing this module never imports torch; torch is imported inside the methods that take
 tensors.
 """
@@ -14,11 +20,14 @@ tensors.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from components.core.weighting.counts import TargetCounts
+from components.core.weighting.dro import GroupDRO
+from components.core.weighting.incidence import ItemDomains
 from components.core.weighting.spec import WeightingSpec, resolve_spec
 from components.core.weighting.targets import (
     check_bounds,
@@ -29,22 +38,18 @@ from components.core.weighting.targets import (
     inverse_weights,
     weightable,
 )
+from components.core.weighting.user_gate import UserDomainGate
 from components.core.weighting.weights_file import WEIGHTS_VERSION, validate_weights
 from components.errors import ConfigError
-from components.schema import NO_DOMAIN, PADDING_ITEM
+from components.schema import PADDING_ITEM
 
 if TYPE_CHECKING:  # torch only for the annotations: importing this module stays torch-free
     import torch
 
 log = logging.getLogger("dwlrec.weighting")
 
-
-def _normalise_item_domains(item_domains: list[list[str]]) -> list[list[str]]:
-    """Distinct domains per item; a real item without domains belongs to '(none)' (SPEC §2)."""
-    out: list[list[str]] = [[]]
-    for domains in item_domains[1:]:
-        out.append(list(dict.fromkeys(domains)) if domains else [NO_DOMAIN])
-    return out
+# the schemes whose domain weights move toward a sparsity target with an EMA (SPEC §5)
+DYNAMIC_SCHEMES = ("dynamic", "dynamic-user")
 
 
 class DomainWeighter:
@@ -53,7 +58,8 @@ class DomainWeighter:
     ``example_weights`` maps target item indices to ω with one gather from a cached
     item→ω lookup tensor (padding item 0 → 0.0). ``observe`` accumulates the targets seen (one
     bincount); ``step_end``/``epoch_end`` update the ``dynamic`` weights and return True when
-    they changed. ``history`` records the weights after every update, initial weights first.
+    they changed. ``history`` records the weights after every update, initial weights first
+    (``dro``: |G|·q_g per group after each epoch, and q itself under "q").
     """
 
     def __init__(
@@ -79,11 +85,17 @@ class DomainWeighter:
         self._entropy = np.array(
             [np.nan if stats[d]["entropy"] is None else stats[d]["entropy"] for d in self.domains]
         )
-        self._build_incidence(item_domains)
-        # targets seen per item_idx: totals agreed at the last update (numpy) + pending since then
-        # (a torch tensor on the targets' device, created on the first observe())
-        self._total_counts = np.zeros(self.n_items + 1, dtype=np.int64)
-        self._pending_counts: Any = None  # torch.Tensor once targets are observed
+        self._incidence = ItemDomains.from_lists(item_domains, self.domains)
+        self.n_items = self._incidence.n_items
+        self._dynamic = spec.scheme in DYNAMIC_SCHEMES
+        # dro: groups = the weightable domains; dynamic-user: the gate, once given the history
+        self._dro = (
+            GroupDRO(self._incidence, self._active(), spec.eta, spec.beta)
+            if spec.scheme == "dro"
+            else None
+        )
+        self._gate: UserDomainGate | None = None
+        self._counts = TargetCounts(self._incidence)  # the targets seen (dynamic schemes)
         self._weights = self._initial_weights()
         self._lookup_cache: dict = {}
         self._updates = 0
@@ -105,23 +117,16 @@ class DomainWeighter:
 
     # -- setup -----------------------------------------------------------------------------
 
-    def _build_incidence(self, item_domains: list[list[str]]) -> None:
-        """CSR item → domain codes, for the lookup (agg over domains) and the running counts."""
-        if not item_domains or item_domains[0]:
-            raise ConfigError("item_domains: index 0 must be the padding item with no domains")
-        code = {d: i for i, d in enumerate(self.domains)}
-        normalised = _normalise_item_domains(item_domains)
-        unknown = sorted({d for ds in normalised for d in ds if d not in code})
-        if unknown:
-            raise ConfigError(
-                f"item_domains: domain(s) {unknown[:10]} are not in weights.json "
-                f"(it was computed on another dataset?); weights.json has {self.domains}"
-            )
-        lengths = np.array([len(ds) for ds in normalised], dtype=np.int64)
-        self._item_offsets = np.zeros(len(normalised) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=self._item_offsets[1:])
-        self._item_domain_codes = np.array([code[d] for ds in normalised for d in ds], np.int64)
-        self.n_items = len(normalised) - 1
+    @property
+    def needs_users(self) -> bool:
+        """Whether ``example_weights`` needs the user of each target (``dynamic-user``)."""
+        return self.spec.scheme == "dynamic-user"
+
+    def set_user_history(self, offsets: np.ndarray, item_idx: np.ndarray) -> None:
+        """The users' train items as CSR (``offsets`` [n_users + 1], ``item_idx``), for the
+        ``dynamic-user`` gate; computed once, a no-op for the other schemes."""
+        if self.needs_users:
+            self._gate = UserDomainGate(offsets, item_idx, self._incidence, self.spec.user_theta)
 
     def _active(self, counts: np.ndarray | None = None) -> np.ndarray:
         """Domains a sparsity target weighs: train interactions (in ``counts``, default the
@@ -134,7 +139,7 @@ class DomainWeighter:
         stats step's n_d when given (inverse: shares; composite: IDF)."""
         p = self.spec
         scheme = self.spec.scheme
-        if scheme == "none":
+        if scheme in ("none", "dro"):  # dro: no sparsity target, q starts uniform
             return np.ones(len(self.domains))
         if scheme == "fixed":
             chosen = p.fixed_domains or []
@@ -156,7 +161,7 @@ class DomainWeighter:
         )
 
     def _initial_weights(self) -> np.ndarray:
-        if self.spec.scheme == "dynamic":
+        if self._dynamic:
             return np.ones(len(self.domains))
         return self.target_weights()
 
@@ -165,16 +170,24 @@ class DomainWeighter:
     def current_weights(self) -> dict[str, float]:
         return {d: float(w) for d, w in zip(self.domains, self._weights, strict=True)}
 
+    def group_weights(self) -> dict[str, float] | None:
+        """``dro``: q per group (the weightable domains; sums to 1); None for other schemes."""
+        if self._dro is None:
+            return None
+        groups = [self.domains[g] for g in self._dro.group_domains]
+        return dict(zip(groups, self._dro.q.tolist(), strict=True))
+
     def item_lookup(self) -> np.ndarray:
         """ω per item_idx (float32 [n_items + 1]): agg of w_d over the item's domains; 0 = 0.0."""
-        per_pair = self._weights[self._item_domain_codes]
-        starts = self._item_offsets[1:-1]  # real items 1..n (each has >= 1 domain)
+        offsets = self._incidence.offsets
+        per_pair = self._weights[self._incidence.codes]
+        starts = offsets[1:-1]  # real items 1..n (each has >= 1 domain)
         lookup = np.zeros(self.n_items + 1, dtype=np.float64)
         if self.n_items:
             if self.spec.agg == "max":
                 lookup[1:] = np.maximum.reduceat(per_pair, starts)
             else:
-                lookup[1:] = np.add.reduceat(per_pair, starts) / np.diff(self._item_offsets)[1:]
+                lookup[1:] = np.add.reduceat(per_pair, starts) / np.diff(offsets)[1:]
         if self.spec.scheme == "none":
             lookup[1:] = 1.0  # exactly 1.0, whatever floating point does to sums
         return lookup.astype(np.float32)
@@ -187,45 +200,48 @@ class DomainWeighter:
             self._lookup_cache[key] = torch.from_numpy(self.item_lookup()).to(device)
         return self._lookup_cache[key]
 
-    def example_weights(self, target_item_idx: torch.Tensor) -> torch.Tensor:
-        """Per-example weights ω (float32, same shape and device as ``target_item_idx``)."""
-        return self._lookup_on(target_item_idx.device)[target_item_idx]
+    def example_weights(
+        self,
+        target_item_idx: torch.Tensor,
+        users: torch.Tensor | None = None,
+        batch: ArrayLike | torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Per-example weights ω (float32, same shape and device as ``target_item_idx``).
+
+        ``users``: the user of each target (``dynamic-user``). ``batch``: every target of the
+        global batch that ``target_item_idx`` is part of (``dro``'s group masses; default
+        ``target_item_idx`` itself, right for one process)."""
+        import torch
+
+        if self._dro is not None:
+            whole = target_item_idx if batch is None else torch.as_tensor(batch)
+            return self._dro.example_weights(target_item_idx, whole)
+        omega = self._lookup_on(target_item_idx.device)[target_item_idx]
+        if not self.needs_users:
+            return omega
+        if self._gate is None or users is None:
+            raise ValueError("dynamic-user: needs set_user_history() and the users of the targets")
+        passes = self._gate.passes(target_item_idx, users) | (target_item_idx == PADDING_ITEM)
+        return torch.where(passes, omega, torch.ones_like(omega))  # padding: lookup's 0
+
+    def observe_losses(self, target_item_idx: torch.Tensor, per_example: torch.Tensor) -> None:
+        """After each optimiser step: this process's targets and their per-example losses
+        (detached here); ``dro`` updates q (all-reduced under DDP), the others do nothing."""
+        if self._dro is None:
+            return
+        self._dro.observe(target_item_idx, per_example.detach())
+        self._weights = self._dro.domain_weights(len(self.domains))
 
     def observe(self, target_item_idx: torch.Tensor) -> None:
         """Add a batch of targets to the running counts (``dynamic`` only; padding ignored).
 
         One bincount on the targets' device; no host sync until the next update."""
-        if self.spec.scheme != "dynamic":
-            return
-        import torch
-
-        flat = target_item_idx.reshape(-1)
-        if self._pending_counts is None or self._pending_counts.device != flat.device:
-            previous = self._pending_counts
-            self._pending_counts = torch.zeros(
-                self.n_items + 1, dtype=torch.int64, device=flat.device
-            )
-            if previous is not None:
-                self._pending_counts += previous.to(flat.device)
-        self._pending_counts += torch.bincount(flat, minlength=self.n_items + 1)
-
-    def _sync_counts(self) -> None:
-        """Fold the targets seen since the last update into the totals."""
-        if self._pending_counts is None:
-            return
-        self._total_counts += self._pending_counts.cpu().numpy()
-        self._pending_counts.zero_()
+        if self._dynamic:
+            self._counts.add(target_item_idx)
 
     def running_domain_counts(self) -> np.ndarray | None:
         """Targets seen per domain so far (an item counts once in each of its domains)."""
-        if self._pending_counts is None and not self._total_counts.any():
-            return None
-        item_counts = self._total_counts.astype(np.float64)
-        if self._pending_counts is not None:
-            item_counts += self._pending_counts.cpu().numpy()
-        item_counts[PADDING_ITEM] = 0.0
-        per_pair = np.repeat(item_counts, np.diff(self._item_offsets))
-        return np.bincount(self._item_domain_codes, weights=per_pair, minlength=len(self.domains))
+        return self._counts.per_domain()
 
     def _dynamic_target(self) -> np.ndarray:
         """Target from the running counts once every domain with train data has been seen;
@@ -237,7 +253,7 @@ class DomainWeighter:
         return self.target_weights()
 
     def _update(self, epoch: int, step: int, event: str) -> bool:
-        self._sync_counts()
+        self._counts.sync()
         target = self._dynamic_target()
         new = np.where(
             self._active(),
@@ -270,40 +286,40 @@ class DomainWeighter:
     def step_end(self, epoch: int, step: int) -> bool:
         """Call after each optimiser step (``step`` = optimiser steps done so far, global)."""
         k = self.spec.update_every_steps
-        if self.spec.scheme != "dynamic" or k <= 0 or step <= 0 or step % k:
+        if not self._dynamic or k <= 0 or step <= 0 or step % k:
             return False
         return self._update(epoch, step, "step")
 
     def epoch_end(self, epoch: int, step: int) -> bool:
-        """Call at each epoch end; updates ``dynamic`` when ``update_every_steps`` is 0."""
-        if self.spec.scheme != "dynamic" or self.spec.update_every_steps > 0:
+        """Call at each epoch end; updates ``dynamic`` when ``update_every_steps`` is 0 and
+        records ``dro``'s q (updated at every step by ``observe_losses``)."""
+        if self._dro is not None:
+            self._record(epoch, step, "epoch")
+            return False
+        if not self._dynamic or self.spec.update_every_steps > 0:
             return False
         return self._update(epoch, step, "epoch")
 
     def _record(self, epoch: int, step: int, event: str) -> None:
-        self.history.append(
-            {
-                "epoch": int(epoch),
-                "step": int(step),
-                "event": event,
-                "weights": self.current_weights(),
-            }
-        )
+        entry = {"epoch": int(epoch), "step": int(step), "event": event}
+        entry["weights"] = self.current_weights()
+        q = self.group_weights()
+        if q is not None:
+            entry["q"] = q
+        self.history.append(entry)
 
     # -- checkpoints -----------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        counts = self._total_counts.copy()
-        if self._pending_counts is not None:
-            counts += self._pending_counts.cpu().numpy()
         return {
             "version": WEIGHTS_VERSION,
             "config": self.spec.as_dict(),
             "domains": list(self.domains),
             "weights": self._weights.tolist(),
             "updates": self._updates,
-            "item_counts": counts.tolist(),
-            "history": [dict(h, weights=dict(h["weights"])) for h in self.history],
+            "item_counts": self._counts.per_item().tolist(),
+            "history": [_copy_entry(h) for h in self.history],
+            "dro": self._dro.state_dict() if self._dro is not None else None,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -318,18 +334,16 @@ class DomainWeighter:
             )
         self._weights = np.asarray(state["weights"], dtype=np.float64)
         self._updates = int(state["updates"])
-        self.history = [dict(h, weights=dict(h["weights"])) for h in state["history"]]
-        self._pending_counts = None
-        counts = state.get("item_counts")
-        self._total_counts = np.zeros(self.n_items + 1, dtype=np.int64)
-        if counts is not None:
-            if len(counts) != self.n_items + 1:
-                raise ConfigError(
-                    f"weighter checkpoint: counts for {len(counts) - 1} items, "
-                    f"the catalogue has {self.n_items}"
-                )
-            self._total_counts[:] = counts
+        self.history = [_copy_entry(h) for h in state["history"]]
+        if self._dro is not None:
+            self._dro.load_state_dict(state["dro"])
+        self._counts.load(state.get("item_counts"))
         self._lookup_cache.clear()
 
 
-__all__ = ["DomainWeighter"]
+def _copy_entry(entry: dict) -> dict:
+    """A history entry with its own dicts (weights, and dro's q)."""
+    return {k: dict(v) if isinstance(v, dict) else v for k, v in entry.items()}
+
+
+__all__ = ["DYNAMIC_SCHEMES", "DomainWeighter"]
