@@ -24,10 +24,12 @@ import subprocess
 import sys
 import tempfile
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 
 from components.core.model_artifact import ARTIFACT_FILES
 from components.errors import ConfigError, DwlrecError
+from components.train.cluster_env import detect, torchrun_rendezvous_args
 
 log = logging.getLogger("dwlrec.train")
 
@@ -109,13 +111,15 @@ def copy_artifact(work_dir: Path, model_dir: str | Path) -> None:
 # ---- torchrun ----
 
 
-def torchrun_prefix(nproc: int) -> list[str]:
-    """``python -m torch.distributed.run`` for ``nproc`` processes on this machine."""
+def torchrun_prefix(nproc: int, env: Mapping[str, str] | None = None) -> list[str]:
+    """``python -m torch.distributed.run`` for ``nproc`` processes on each node; the nodes and
+    master come from the cluster's environment (``env``, default ``os.environ``)."""
+    rendezvous = detect(os.environ if env is None else env)
     return [
         sys.executable,
         "-m",
         "torch.distributed.run",
-        "--standalone",
+        *torchrun_rendezvous_args(rendezvous),
         f"--nproc-per-node={nproc}",
     ]
 
