@@ -190,3 +190,33 @@ def test_torchrun_prefix_reads_os_environ_by_default(monkeypatch):
         "--master-addr=job-master-0",
         "--master-port=23456",
     ]
+
+
+def test_the_train_cli_relaunches_a_cluster_pod_under_multi_node_torchrun(monkeypatch):
+    """A PyTorchJob pod has WORLD_SIZE before torchrun starts: `--nproc-per-node 2` must still
+    relaunch, with the pod's rendezvous; inside torchrun's own workers it runs in place."""
+    from components.train import cli
+
+    launched: list[list[str]] = []
+    monkeypatch.setattr(
+        cli.subprocess,
+        "run",
+        lambda cmd, check: launched.append(cmd) or type("R", (), {"returncode": 0}),
+    )
+    monkeypatch.setattr(cli, "run_cli", lambda *a: "in place")
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    for name, value in PYTORCHJOB.items():
+        monkeypatch.setenv(name, value)
+    argv = ["--dataset", "d", "--output", "o", "--nproc-per-node", "2"]
+    assert cli.main(argv) == 0
+    assert launched[0][3:8] == [
+        "--nnodes=3",
+        "--node-rank=1",
+        "--master-addr=job-master-0",
+        "--master-port=23456",
+        "--nproc-per-node=2",
+    ]
+    assert launched[0][-4:] == ["--dataset", "d", "--output", "o"]
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "run-1")
+    assert cli.main(argv) == "in place"
+    assert len(launched) == 1

@@ -246,7 +246,8 @@ def options_from_args(args: argparse.Namespace) -> dict:
 
 
 def _launch_torchrun(args: argparse.Namespace, argv: list[str]) -> int:
-    """Re-run this command under torchrun with N processes on this machine."""
+    """Re-run this command under torchrun with N processes per node; the nodes come from the
+    cluster's environment (``launch.torchrun_prefix``), one machine without one."""
     from components.train.launch import torchrun_prefix
 
     if args.nproc_per_node < 1:
@@ -280,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args, _ = parser.parse_known_args(argv)
-    if args.nproc_per_node != 1 and "WORLD_SIZE" not in os.environ:
+    # not WORLD_SIZE: a PyTorchJob or Vertex pod has it before torchrun starts; torchrun's own
+    # workers are the ones to run in place
+    if args.nproc_per_node != 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
         return _launch_torchrun(args, argv)
     return run_cli(_run, parser, argv)

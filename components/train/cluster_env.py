@@ -92,8 +92,9 @@ def _from_pet_or_pytorchjob(env: Mapping[str, str]) -> Rendezvous:
 
     def pick(pet: str, plain: str) -> tuple[str, str | None]:
         for name in (pet, plain):
-            if _value(env, name) is not None:
-                return name, _value(env, name)
+            value = _value(env, name)
+            if value is not None:
+                return name, value
         return pet if source == "trainer-v2" else plain, None
 
     nnodes_name, nnodes_text = pick("PET_NNODES", "WORLD_SIZE")
@@ -156,7 +157,9 @@ def _from_vertex(text: str) -> Rendezvous:
             f"(index 0-{len(pools[pool]) - 1})"
         )
     rank = 0 if pool == "workerpool0" else index + 1  # the chief is node 0, worker i is i + 1
-    return _checked("vertex", nnodes, rank, "CLUSTER_SPEC task", addr, "", port)
+    return _checked(
+        "vertex", nnodes, rank, "CLUSTER_SPEC task", addr, "CLUSTER_SPEC workerpool0", port
+    )
 
 
 def detect(env: Mapping[str, str]) -> Rendezvous:
