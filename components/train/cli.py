@@ -15,6 +15,7 @@ from components.core.devices import DEVICES
 from components.core.model_config import NORMS, ModelConfig
 from components.core.weighting import AGGS, DEFAULTS, SCHEMES, TARGETS
 from components.core.weighting.spec import option_name
+from components.errors import ConfigError
 from components.train.config import (
     DECAYS,
     LOSSES,
@@ -283,6 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     args, _ = parser.parse_known_args(argv)
     # not WORLD_SIZE: a PyTorchJob or Vertex pod has it before torchrun starts; torchrun's own
     # workers are the ones to run in place
-    if args.nproc_per_node != 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
-        return _launch_torchrun(args, argv)
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        from components.train.cluster_env import detect
+
+        try:
+            nnodes = detect(os.environ).nnodes  # a multi-node pod needs torchrun, even for 1 process
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if args.nproc_per_node != 1 or nnodes > 1:
+            return _launch_torchrun(args, argv)
     return run_cli(_run, parser, argv)

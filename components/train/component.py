@@ -52,6 +52,9 @@ def train(
         checkpoint_root=checkpoint_root,
         run_id=run_id,
     )
+    if summary.get("model_written") is False:  # a multi-node job's worker node
+        print("train summary (worker node):", json.dumps(summary, default=str))
+        return
     model.metadata["variant"] = spec.name
     model.metadata["scheme"] = spec.scheme
     model.metadata["framework"] = "pytorch"

@@ -161,6 +161,8 @@ def run_torchrun(nproc: int, request: dict) -> dict:
                 + "\nits last lines:\n"
                 + "".join(tail)
             )
+        if not summary_path.exists():  # global rank 0 runs on another node: it has the summary
+            return {"node_rank": detect(os.environ).node_rank, "model_written": False}
         return json.loads(summary_path.read_text())
 
 
@@ -235,10 +237,27 @@ def train_task(
             "resume": resume,
             **options,
         }
-        if nproc == 1:
+        if nproc == 1 and rendezvous.nnodes == 1:
             return train(**request)
         return run_torchrun(nproc, request)
 
+    rendezvous = detect(os.environ)  # a multi-node job's pods each run this task
+    if rendezvous.node_rank > 0:
+        # a worker node: its processes train (global rank 0, on node 0, writes every file);
+        # it must not write the Model artifact, which node 0's task owns
+        print(
+            f"train: node {rendezvous.node_rank} of {rendezvous.nnodes} ({rendezvous.source}); "
+            "node 0 writes the model",
+            flush=True,
+        )
+        try:  # the shared checkpoint dir (node 0 writes it, every node resumes from it)
+            work = checkpoint_dir(checkpoint_root, run_id, spec.name) if checkpoint_root else None
+        except UnmountedCheckpointRoot:
+            work = None
+        if work is not None:
+            return {**produce(work, resume=True), "model_written": False}
+        with tempfile.TemporaryDirectory(prefix="dwlrec-worker-") as tmp:
+            return {**produce(Path(tmp) / "out", resume=False), "model_written": False}
     if not checkpoint_root:
         return write_artifact_dir(model_dir, lambda out_dir: produce(out_dir, resume=False))
     try:
