@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
 
-from components.kfp_support import cuda_image
+from components.kfp_support import cpu_image, cuda_image
 
 
 def train(
@@ -69,3 +69,57 @@ def train(
 def component(image: str | None = None):
     """The train component running in ``image`` (default: ``$DWLREC_CUDA_IMAGE``)."""
     return dsl.component(train, base_image=image or cuda_image(), install_kfp_package=False)
+
+
+def train_trainjob(
+    dataset: Input[Dataset],
+    stats: Input[Dataset],
+    variant: dict,
+    loss: str,
+    epochs: int,
+    exclude_seen: bool,
+    options: dict,
+    device: str,
+    run_id: str,
+    trainjob: dict,
+    model: Output[Model],
+):
+    """Train one ``variant`` as a multi-node Kubeflow Trainer TrainJob and wait for it
+    (``components.train.trainjob``). ``trainjob``: the TrainJobSpec fields fixed when the
+    pipeline was compiled (image, nodes, processes and resources per node, the shared PVC and
+    its mount path = the checkpoint root, runtime). The other parameters are ``train``'s."""
+    import json
+    import os
+
+    from components.core.variants import parse_variant
+    from components.kfp_support import restore_ints
+    from components.train.trainjob import TrainJobSpec, run_trainjob
+
+    spec = parse_variant(restore_ints(variant), "variant")
+    summary = run_trainjob(
+        TrainJobSpec(**restore_ints(trainjob)),
+        dataset.path,
+        stats.path,
+        model.path,
+        task={
+            "variant": spec.as_item(),
+            "loss": loss,
+            "epochs": epochs,
+            "options": {**restore_ints(options), "exclude_seen": exclude_seen},
+            "device": device,
+        },
+        variant=spec.name,
+        run_id=run_id,
+    )
+    model.metadata.update({"variant": spec.name, "scheme": spec.scheme, "framework": "pytorch"})
+    with open(os.path.join(model.path, "config.json")) as handle:
+        config = json.load(handle)
+    for key in ("loss", "best_epoch", "epochs_run", "precision", "device", "world_size"):
+        if key in config:
+            model.metadata[key] = config[key]
+    print("train summary:", json.dumps(summary, default=str))
+
+
+def trainjob_component(image: str | None = None):
+    """The TrainJob launcher component (light: it runs in the CPU image, default $DWLREC_IMAGE)."""
+    return dsl.component(train_trainjob, base_image=image or cpu_image(), install_kfp_package=False)

@@ -167,9 +167,18 @@ def run_torchrun(nproc: int, request: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m components.train.launch REQUEST.json``: one torchrun process's training."""
+    """``python -m components.train.launch REQUEST.json``: one torchrun process's training;
+    ``--task REQUEST.json``: ``train_task(**request)``, what each TrainJob node runs."""
     argv = sys.argv[1:] if argv is None else argv
     configure_logging()
+    if argv[:1] == ["--task"]:  # a TrainJob pod (components.train.trainjob): the whole task
+        try:
+            summary = train_task(**json.loads(Path(argv[1]).read_text()))
+        except DwlrecError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            return 2
+        print("train summary:", json.dumps(summary, default=str)[:2000], flush=True)
+        return 0
     request = json.loads(Path(argv[0]).read_text())
     summary_path = request.pop("summary_path", None)
     from components.train.trainer import train
