@@ -31,6 +31,7 @@ PARAM_HELP = (
 
 
 def _gpu_args(group) -> None:
+    from pipelines.pipeline import PipelineConfig
     from pipelines.targets import MachineConfig
 
     group.add_argument(
@@ -68,6 +69,25 @@ def _gpu_args(group) -> None:
         help="kubeflow: taint train/evaluate tolerate, e.g. nvidia.com/gpu:NoSchedule",
     )
     group.add_argument(
+        "--distributed-train",
+        type=int,
+        default=field_default(PipelineConfig, "distributed_train"),
+        metavar="N",
+        help="nodes per train task (x --accelerator-count processes each): > 1 runs a Vertex "
+        "custom job with worker pools, or a Kubeflow Trainer TrainJob (needs --checkpoint-pvc)",
+    )
+    group.add_argument(
+        "--machine-type",
+        default=field_default(PipelineConfig, "machine_type"),
+        help="vertex --distributed-train: the nodes' machine type (default from --accelerator "
+        "and --accelerator-count, e.g. g2-standard-8 for 1 x NVIDIA_L4)",
+    )
+    group.add_argument(
+        "--trainjob-runtime",
+        default=field_default(PipelineConfig, "trainjob_runtime"),
+        help="kubeflow --distributed-train: the TrainJob's ClusterTrainingRuntime",
+    )
+    group.add_argument(
         "--task-timeout",
         type=int,
         default=field_default(MachineConfig, "timeout_s"),
@@ -92,6 +112,9 @@ def _machine_args(parser: argparse.ArgumentParser, target: str | None, gpu: bool
             node_selector=[],
             toleration=[],
             task_timeout=0,
+            distributed_train=field_default(PipelineConfig, "distributed_train"),
+            machine_type=field_default(PipelineConfig, "machine_type"),
+            trainjob_runtime=field_default(PipelineConfig, "trainjob_runtime"),
         )
     if target is None:
         group.add_argument(
@@ -178,6 +201,9 @@ def pipeline_config(args, target: str | None = None):
         retry_backoff_s=args.retry_backoff,
         checkpoint_root=args.checkpoint_root,
         checkpoint_pvc=args.checkpoint_pvc,
+        distributed_train=args.distributed_train,
+        machine_type=args.machine_type,
+        trainjob_runtime=args.trainjob_runtime,
     )
     return config
 
@@ -222,7 +248,9 @@ def _compile(args) -> None:
         if config.machine.gpu
         else "no GPU"
     )
-    print(f"wrote {path} (target {config.machine.target}, train/evaluate: {gpu})")
+    nodes = config.distributed_train
+    where = f", train on {nodes} nodes" if nodes > 1 else ""
+    print(f"wrote {path} (target {config.machine.target}, train/evaluate: {gpu}{where})")
 
 
 def _run(args) -> None:

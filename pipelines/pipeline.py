@@ -23,7 +23,7 @@ from components.kfp_support import cpu_image, cuda_image
 from components.options import Checked
 from components.report import component as report_component
 from components.stats import component as stats_component
-from components.train import component as train_component
+from pipelines.distributed import train_op_for, train_task_params
 from pipelines.targets import MachineConfig, request_machine
 
 PIPELINE_NAME = "sparse-domain-dwl"
@@ -47,9 +47,17 @@ class PipelineConfig(Checked):
     # mount: give a mounted volume's path there, or retries start training over.
     checkpoint_root: str = ""
     checkpoint_pvc: str = ""  # kubeflow: a PersistentVolumeClaim mounted at checkpoint_root
+    # Nodes of each train task (machine.processes per node). > 1: vertex runs train as a custom
+    # job with worker pools, kubeflow as a Trainer TrainJob (pipelines/distributed.py).
+    distributed_train: int = 1
+    machine_type: str = ""  # vertex --distributed-train: the nodes' machine type ("" = derived)
+    trainjob_runtime: str = "torch-distributed"  # kubeflow: the TrainJob's (Cluster)TrainingRuntime
 
     def validate(self) -> None:
         self.machine.validate()
+        from pipelines.distributed import check_distributed
+
+        check_distributed(self)
         if self.parallelism < 0:
             raise ConfigError(f"--parallelism must be >= 0, got {self.parallelism}")
         if self.retries < 0 or self.retry_backoff_s < 0:
@@ -93,7 +101,7 @@ def build_pipeline(config: PipelineConfig | None = None):
     machine = config.machine
     ingest_op = ingest_component.component(config.image)
     stats_op = stats_component.component(config.image)
-    train_op = train_component.component(config.step_image)
+    train_op = train_op_for(config)
     evaluate_op = evaluate_component.component(config.step_image)
     report_op = report_component.component(config.image)
     checkpoint_root = config.checkpoint_root or dsl.PIPELINE_ROOT_PLACEHOLDER
@@ -150,9 +158,8 @@ def build_pipeline(config: PipelineConfig | None = None):
                 exclude_seen=exclude_seen,
                 options=train_options,
                 device=machine.device,
-                nproc=machine.processes,
-                checkpoint_root=checkpoint_root,
                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                **train_task_params(config, checkpoint_root),
             )
             evaluate_task = evaluate_op(
                 dataset=ingest_task.outputs["dataset"],
@@ -163,7 +170,8 @@ def build_pipeline(config: PipelineConfig | None = None):
                 options=eval_options,
                 device=machine.device,
             )
-            request_machine(train_task, machine)
+            if config.distributed_train == 1:  # else the custom job / TrainJob has the machines
+                request_machine(train_task, machine)
             if config.checkpoint_pvc:
                 from kfp import kubernetes
 

@@ -63,6 +63,11 @@ def executor_problems(spec: dict, config) -> list[str]:
     for name, executor in spec["deploymentSpec"]["executors"].items():
         container = executor["container"]
         step = _step_of(name)
+        if step == "train" and getattr(config, "distributed_train", 1) > 1:
+            from pipelines.distributed import distributed_problems
+
+            problems += distributed_problems(name, container, spec, config)
+            continue
         image = config.step_image if step in GPU_STEPS else config.image
         if container["image"] != image:
             problems.append(f"{name}: image {container['image']!r}, expected {image!r}")
