@@ -90,6 +90,21 @@ def rank_all(
     return ranks, top_items
 
 
+def encoding_order(prefix: np.ndarray) -> np.ndarray:
+    """The order ``user_states`` encodes the rows in: by prefix length (stable), so a batch of
+    short histories is short once trimmed."""
+    return np.argsort((prefix != 0).sum(axis=1), kind="stable")
+
+
+def encode_rows(model, rows: np.ndarray, device):
+    """The model's state after each left-padded row of one batch: [b, d] float32 (callers
+    hold ``torch.no_grad``)."""
+    import torch
+
+    (trimmed,) = trim_left_padding(rows)
+    return model.last_state(torch.as_tensor(trimmed, device=device)).float()
+
+
 def user_states(model, prefix: np.ndarray, device, batch_size: int, progress: bool = False):
     """The model's state after each left-padded prefix row: [U, d] float32 on ``device``.
 
@@ -101,13 +116,12 @@ def user_states(model, prefix: np.ndarray, device, batch_size: int, progress: bo
     from tqdm.auto import tqdm
 
     model.eval()
-    order = np.argsort((prefix != 0).sum(axis=1), kind="stable")
+    order = encoding_order(prefix)
     states = []
     starts = range(0, len(prefix), batch_size)
     with torch.no_grad():
         for start in tqdm(starts, desc="encode", unit="batch", disable=not progress):
-            (rows,) = trim_left_padding(prefix[order[start : start + batch_size]])
-            states.append(model.last_state(torch.as_tensor(rows, device=device)).float())
+            states.append(encode_rows(model, prefix[order[start : start + batch_size]], device))
         if not states:
             return torch.zeros((0, model.item_embeddings().shape[1]), device=device)
     out = torch.empty_like(torch.cat(states))

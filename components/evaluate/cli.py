@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 
 from components.clitools import HelpFormatter, add_output_arguments, run_cli
 from components.evaluate.config import LOGIT_ADJUST_MODES, EvalConfig
@@ -15,6 +18,7 @@ EXAMPLES = """examples:
       --output out/eval-dynamic --k 10 20 50 --exclude-seen --bootstrap 2000 --device cuda
   python -m components.evaluate --dataset out/ml100k --stats out/stats --model out/train-none \\
       --output out/eval-logit-adjust --logit-adjust inverse --tau-max 2 --tau-steps 21
+  python -m components.evaluate ... --nproc-per-node 2   # users shared by 2 processes (torchrun)
 
 outputs (written atomically to --output):
   per_user.parquet    user_idx, target_item_idx, rank (0-based, pessimistic), target_domains,
@@ -69,6 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.batch_size,
         help="users per model forward pass",
     )
+    parser.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=1,
+        help="processes sharing the encoding and the ranking, launched with torchrun --standalone "
+        "(gloo on CPU, nccl on GPU); the same results as one process; not with --logit-adjust. "
+        "Under torchrun (WORLD_SIZE > 1) evaluate shares the work without this option",
+    )
     adjust = parser.add_argument_group(
         "post-hoc logit adjustment (SPEC §5): score s_i + tau * log w_inverse(i), tau chosen on "
         "the validation split; every test metric is of the adjusted scores"
@@ -119,8 +131,36 @@ def _run(args: argparse.Namespace) -> None:
         la_max_overall_drop=args.la_max_overall_drop,
         overwrite=args.overwrite,
     )
-    print(json.dumps(summary, indent=2))
+    if "rank" not in summary:  # rank 0 (or one process) reports
+        print(json.dumps(summary, indent=2))
+
+
+def _launch_torchrun(nproc: int, argv: list[str]) -> int:
+    """Re-run this command in ``nproc`` torchrun processes on this machine."""
+    rest, skip = [], False
+    for arg in argv:  # drop --nproc-per-node N / --nproc-per-node=N
+        if skip or arg.startswith("--nproc-per-node"):
+            skip = arg == "--nproc-per-node" and not skip
+            continue
+        rest.append(arg)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc-per-node={nproc}", "-m", "components.evaluate", *rest]
+    return 2 if subprocess.run(cmd, check=False).returncode else 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli(_run, build_parser(), argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args, _ = parser.parse_known_args(argv)
+    if args.nproc_per_node < 1:
+        print("error: --nproc-per-node: must be an integer >= 1", file=sys.stderr)
+        return 2
+    if args.nproc_per_node > 1 and args.logit_adjust != "off":
+        print(
+            "error: --logit-adjust: runs in one process only (no --nproc-per-node)", file=sys.stderr
+        )
+        return 2
+    # torchrun's own workers (TORCHELASTIC_RUN_ID) run in place
+    if args.nproc_per_node > 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
+        return _launch_torchrun(args.nproc_per_node, argv)
+    return run_cli(_run, parser, argv)

@@ -18,14 +18,23 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from components.core.chunked_ranking import seen_tiles
 from components.core.cohorts import per_user_table
 from components.core.devices import resolve_device
 from components.core.eval_artifact import METRICS_VERSION, domain_entries, write_eval_dir_files
 from components.core.logit_adjust import CALIBRATION_FILE
 from components.core.metrics import metric_names
 from components.core.model_artifact import check_trained_on, load_model, model_summary, run_protocol
-from components.core.ranking import ranks_from_embeddings, user_states
+from components.core.ranking import user_states
 from components.core.sequences import UserSequences
+from components.core.sharded_ranking import (
+    Group,
+    env_group,
+    join_group,
+    leave_group,
+    sharded_ranks_from_embeddings,
+    sharded_user_states,
+)
 from components.core.stats_artifact import DomainStats, load_domain_stats
 from components.download import localize
 from components.errors import ConfigError, InputError
@@ -47,6 +56,7 @@ def evaluate_model(
     config: EvalConfig,
     device: str,
     item_bias: np.ndarray | None = None,
+    group: Group | None = None,
 ) -> tuple[pa.Table, list[dict], dict]:
     """Rank every test user's target with ``model`` → (per_user table, cohort rows, info).
 
@@ -54,14 +64,44 @@ def evaluate_model(
     ``item_embeddings() -> [n_items + 1, d]`` (tests inject fakes here). ``info``: the exposure
     (coverage, top-K shares) and ``logit_adjust``, the calibration record (None when off);
     ``item_bias`` [n_items + 1]: b(i) of the adjustment (``calibrate.stats_item_bias``).
+    ``group``: the torchrun processes sharing the work (``rank_test_users``).
     """
+    users, targets, ranks, top_items, calibration = rank_test_users(
+        dataset, model, max_len, config, device, item_bias, group or Group(), stats
+    )
+    item_domains = dataset.item_domains()
+    per_user = per_user_table(users, targets, ranks, item_domains, stats, stats.power_users)
+    rows = cohort_rows(per_user, stats, config)
+    info = exposure(top_items, targets, item_domains, stats, config.ks, dataset.n_items)
+    return per_user, rows, {**info, "logit_adjust": calibration}
+
+
+def rank_test_users(
+    dataset: Dataset,
+    model,
+    max_len: int,
+    config: EvalConfig,
+    device: str,
+    item_bias: np.ndarray | None,
+    group: Group,
+    stats: DomainStats | None = None,
+) -> tuple:
+    """(users, targets, ranks [U], top items [U, max K], calibration record or None), numpy.
+
+    Without the logit adjustment the encoding and the ranking are shared among ``group``'s
+    processes (``core.sharded_ranking``; every rank gets the whole result, exactly what one
+    process computes); the adjustment (``stats`` needed) runs in one process only."""
     import torch
 
     sequences = UserSequences.from_interactions(dataset.interactions, dataset.n_items)
     users, prefix, targets = sequences.prefixes("test", max_len)
     if len(users) == 0:
         raise InputError(f"{dataset.path}: no test interactions to evaluate")
-    states = user_states(model, prefix, device, config.batch_size, progress=True)
+    show = group.is_main
+    if config.logit_adjust == "off":
+        states = sharded_user_states(model, prefix, device, config.batch_size, group, show)
+    else:
+        states = user_states(model, prefix, device, config.batch_size, progress=True)
     with torch.no_grad():
         item_embeddings = model.item_embeddings().detach().to(device)
     if item_embeddings.shape[0] != dataset.n_items + 1:
@@ -71,23 +111,21 @@ def evaluate_model(
         )
     if not torch.isfinite(states).all() or not torch.isfinite(item_embeddings).all():
         raise InputError("the model produced NaN/inf user states or item embeddings")
-    exclude = split_exclude(sequences, "test", config, dataset.n_items + 1, device)
-    item_domains = dataset.item_domains()
     calibration = None
     if config.logit_adjust == "off":
-        ranks, top_items = ranks_from_embeddings(
-            states, item_embeddings, targets, exclude, topk=max(config.ks), progress=True
+        exclude = seen_tiles(*sequences.history("test"), device) if config.exclude_seen else None
+        ranks, top_items = sharded_ranks_from_embeddings(
+            states, item_embeddings, targets, group, exclude, topk=max(config.ks), progress=show
         )
     else:
+        if group.world_size > 1 or stats is None:
+            raise ConfigError("--logit-adjust: runs in one process only (no torchrun)")
+        exclude = split_exclude(sequences, "test", config, dataset.n_items + 1, device)
         ranks, top_items, calibration = adjusted_test_ranks(
             model, sequences, max_len, item_embeddings, (states, targets, exclude),
-            item_bias, item_domains, stats, config, device,
+            item_bias, dataset.item_domains(), stats, config, device,
         )  # fmt: skip
-    ranks, top_items = ranks.cpu().numpy(), top_items.cpu().numpy()
-    per_user = per_user_table(users, targets, ranks, item_domains, stats, stats.power_users)
-    rows = cohort_rows(per_user, stats, config)
-    info = exposure(top_items, targets, item_domains, stats, config.ks, dataset.n_items)
-    return per_user, rows, {**info, "logit_adjust": calibration}
+    return users, targets, ranks.cpu().numpy(), top_items.cpu().numpy(), calibration
 
 
 def evaluate(
@@ -108,9 +146,46 @@ def evaluate(
     calibration.json). ``output_dir`` may replace only a previous evaluate output unless
     ``overwrite``, and never one of the inputs (checked before anything is read; components.io)."""
     config = eval_config(**options)
+    group = env_group()
+    if group.world_size > 1 and config.logit_adjust != "off":
+        raise ConfigError(
+            f"--logit-adjust {config.logit_adjust}: not supported with {group.world_size} "
+            "processes (WORLD_SIZE); run it in one process"
+        )
     inputs = (dataset_dir, stats_dir, model_dir)
     check_output(output_dir, "evaluate", inputs=inputs, overwrite=overwrite)
     started = time.perf_counter()
+    torch_device = resolve_device(config.device, group.local_rank)
+    join_group(group, torch_device)
+    try:
+        return _evaluate(
+            dataset_dir,
+            stats_dir,
+            model_dir,
+            output_dir,
+            config,
+            group,
+            torch_device,
+            started,
+            overwrite,
+        )
+    finally:
+        leave_group(group)
+
+
+def _evaluate(
+    dataset_dir,
+    stats_dir,
+    model_dir,
+    output_dir,
+    config: EvalConfig,
+    group: Group,
+    torch_device,
+    started: float,
+    overwrite: bool,
+) -> dict:
+    """``evaluate`` after the checks, in one process of ``group``; only rank 0 writes."""
+    inputs = (dataset_dir, stats_dir, model_dir)
     dataset = load_dataset(localize(dataset_dir))
     stats_root = localize(stats_dir)
     stats = load_domain_stats(stats_root, dataset)
@@ -118,17 +193,26 @@ def evaluate(
     item_bias = None
     if config.logit_adjust != "off":  # read before the model: a bad weights.json fails early
         item_bias = stats_item_bias(stats_root, dataset.item_domains())
-    device = str(resolve_device(config.device))
+    device = str(torch_device)
     model, model_config = load_model(model_root, device)
     check_trained_on(model_config, dataset, model_root)
     config = replace(
         config, exclude_seen=run_protocol(model_config, config.exclude_seen, model_root)
     )
     max_len = int(model_config["model"]["max_len"])
-    per_user, rows, info = evaluate_model(dataset, stats, model, max_len, config, device, item_bias)
+    if not group.is_main:  # its share of the ranking only; rank 0 writes the eval dir
+        rank_test_users(dataset, model, max_len, config, device, item_bias, group)
+        return {"output_dir": str(output_dir), "rank": group.rank}
+    per_user, rows, info = evaluate_model(
+        dataset, stats, model, max_len, config, device, item_bias, group
+    )
     metrics = write_eval_dir(
         output_dir, dataset, stats, config, per_user, rows, info, model_config, model_root,
-        extra={"device": device, "seconds": round(time.perf_counter() - started, 3)},
+        extra={
+            "device": device,
+            "processes": group.world_size,
+            "seconds": round(time.perf_counter() - started, 3),
+        },
         inputs=inputs, overwrite=overwrite,
     )  # fmt: skip
     log.info("evaluated %d users in %.1fs → %s", per_user.num_rows, metrics["seconds"], output_dir)
