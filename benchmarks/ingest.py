@@ -12,6 +12,11 @@ RSS is its own:
 
     python benchmarks/ingest.py                  # both cases
     python benchmarks/ingest.py --rows 2000000   # a smaller generated file
+
+and, on the generated file, side by side in separate processes (issue 16): dwlrec with each
+``--engines`` engine and the pandas / polars / DuckDB references of the same processing
+(``benchmarks/ingest_references.py``), every output compared with dwlrec's, plus the ratios
+(target: >= 3x faster than pandas at <= its peak memory). Needs pandas, polars and duckdb.
 """
 
 from __future__ import annotations
@@ -84,7 +89,7 @@ def generate_ml20m_format(directory: Path, rows: int, seed: int = 0) -> dict:
     return {"rows": rows, "users": n_users, "movies": n_items, "bytes": path.stat().st_size}
 
 
-def run_case(name: str, input_path: str) -> dict:
+def run_case(name: str, input_path: str, keep: str | None = None, engine: str = "") -> dict:
     """One ingest in this process; returns timings, throughput and this process's peak RSS.
 
     ``input_path`` "synthetic:ROWS" generates (source ``synthetic``) an ML-20M-shaped dataset
@@ -102,6 +107,8 @@ def run_case(name: str, input_path: str) -> dict:
     logging.getLogger("dwlrec.ingest").addHandler(ReadTime())
     logging.getLogger("dwlrec.ingest").setLevel(logging.INFO)
     with tempfile.TemporaryDirectory(prefix="dwlrec-bench-") as out:
+        if keep:  # the output stays, to compare it with the reference implementations'
+            out = keep
         started = time.perf_counter()
         if input_path.startswith("synthetic:"):
             rows = int(input_path.split(":", 1)[1])
@@ -115,7 +122,8 @@ def run_case(name: str, input_path: str) -> dict:
                 seed=0,
             )
         else:
-            manifest = ingest("movielens", Path(out) / "ml", input_path)
+            options = {"engine": engine} if engine not in ("", "arrow") else {}
+            manifest = ingest("movielens", Path(out) / "ml", input_path, **options)
         seconds = time.perf_counter() - started
     counts = manifest["counts"]
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -133,14 +141,57 @@ def run_case(name: str, input_path: str) -> dict:
     }
 
 
-def _in_subprocess(name: str, input_path: str) -> dict:
+def _in_subprocess(name: str, input_path: str, *extra: str) -> dict:
     result = subprocess.run(
-        [sys.executable, __file__, "--case", name, "--input", input_path],
+        [sys.executable, __file__, "--case", name, "--input", input_path, *extra],
         capture_output=True, text=True, check=False, cwd=ROOT,
     )  # fmt: skip
     if result.returncode != 0:
         return {"case": name, "error": result.stderr.strip().splitlines()[-1:]}
     return json.loads(result.stdout)
+
+
+def side_by_side(directory: Path, work: Path, engines: list[str]) -> dict:
+    """dwlrec (each engine) and the pandas / polars / DuckDB references on the same ratings.csv,
+    each in its own process; every output compared with dwlrec's; the ratios of issue 16."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from ingest_references import RUNNERS, check
+
+    runs: dict = {}
+    ours = work / "dwlrec-arrow" / "ml" / "interactions.parquet"
+    for engine in engines:
+        keep = work / f"dwlrec-{engine}"
+        runs[f"dwlrec-{engine}"] = _in_subprocess(
+            f"dwlrec-{engine}", str(directory), "--keep", str(keep), "--engine", engine
+        )
+        if engine != "arrow" and "seconds" in runs[f"dwlrec-{engine}"]:
+            runs[f"dwlrec-{engine}"]["same_output"] = check(
+                str(keep / "ml" / "interactions.parquet"), str(ours)
+            )
+    for name in RUNNERS:
+        out = work / f"{name}.parquet"
+        script = Path(__file__).with_name("ingest_references.py")
+        result = subprocess.run(
+            [sys.executable, str(script), name, str(directory / "ratings.csv"), str(out)],
+            capture_output=True, text=True, check=False, cwd=ROOT,
+        )  # fmt: skip
+        if result.returncode != 0:
+            runs[name] = {"error": result.stderr.strip().splitlines()[-1:]}
+            continue
+        runs[name] = {**json.loads(result.stdout), "same_output": check(str(out), str(ours))}
+    best = min(
+        (runs[f"dwlrec-{e}"] for e in engines if "seconds" in runs[f"dwlrec-{e}"]),
+        key=lambda r: r["seconds"],
+        default=None,
+    )
+    if best and "seconds" in runs.get("pandas", {}):
+        pandas = runs["pandas"]
+        runs["ratios"] = {
+            "pandas_seconds_over_dwlrec": round(pandas["seconds"] / best["seconds"], 2),
+            "dwlrec_rss_over_pandas": round(best["peak_rss_mb"] / pandas["peak_rss_mb"], 2),
+            "target": "pandas_seconds_over_dwlrec >= 3 and dwlrec_rss_over_pandas <= 1",
+        }
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,11 +202,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-generated", action="store_true", help="only the ml-100k case")
     parser.add_argument("--skip-synthetic", action="store_true",
                         help="skip the ML-20M-sized synthetic-source case")  # fmt: skip
+    parser.add_argument("--skip-references", action="store_true",
+                        help="skip the side-by-side pandas / polars / DuckDB references")  # fmt: skip
+    parser.add_argument("--engines", nargs="+", default=["arrow"],
+                        help="dwlrec ingest engines run side by side with the references")  # fmt: skip
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case
     parser.add_argument("--input", help=argparse.SUPPRESS)
+    parser.add_argument("--keep", help=argparse.SUPPRESS)
+    parser.add_argument("--engine", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.case:
-        print(json.dumps(run_case(args.case, args.input)))
+        print(json.dumps(run_case(args.case, args.input, args.keep, args.engine)))
         return 0
 
     report = {"benchmark": "ingest", "cpus": os.cpu_count(), "cases": []}
@@ -177,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         if "seconds" in case:
             case["meets_target"] = case["seconds"] <= 60 and case["peak_rss_mb"] <= 4096
         report["cases"].append(case)
+        if not args.skip_references:
+            with tempfile.TemporaryDirectory(prefix="dwlrec-bench-ref-", dir=args.work_dir) as tmp:
+                report["side_by_side"] = side_by_side(directory, Path(tmp), args.engines)
     if not args.skip_synthetic:
         # issue 2: the synthetic source generates an ML-20M-sized dataset in under a minute
         case = _in_subprocess("synthetic-ml20m-size", f"synthetic:{args.rows}")
