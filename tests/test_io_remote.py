@@ -157,11 +157,12 @@ def test_sha256_mismatch_keeps_no_download_and_no_output(web, tmp_path):
 
     out = tmp_path / "out"
     ingest("movielens", out, str(fx.write_ml100k(tmp_path / "local")), **SMALL)
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     with pytest.raises(InputError, match="sha256 mismatch"):
         ingest("movielens", out, web["url"], cache_dir=tmp_path / "cache", sha256="0" * 64, **SMALL)
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # nothing cached
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # old output untouched
+    after = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before and "train_view/part-00000.parquet" in after  # old output untouched
 
 
 def test_failed_download_is_a_clear_error(web, tmp_path):

@@ -110,6 +110,11 @@ PROCESSING_HELP: dict[str, tuple[Callable[[str], Any], str | None]] = {
         int,
         "fold domains with fewer than K items into 'other' (default: keep all)",
     ),
+    "train_shards": (
+        int,
+        "shards of the streaming training view train_view/ (one row per user, by user hash); "
+        "a multiple of world size x data-loader workers of the runs that stream it; 0: none",
+    ),
 }
 
 COLUMN_HELP = {

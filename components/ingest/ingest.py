@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from components.core.training_view import VIEW_DIR, write_training_view
 from components.download import localize
 from components.errors import ConfigError
 from components.ingest import core, synthetic
@@ -129,6 +130,10 @@ def ingest(
             },
             "versions": library_versions(),
         }
+        if processing.train_shards:  # the streaming view; manifest "files" and the fingerprint stay
+            manifest["training_view"] = write_training_view(
+                processed.interactions, staging / VIEW_DIR, processing.train_shards
+            )
         if source == "synthetic":
             manifest["synthetic"] = synthetic.describe(synthetic.SyntheticConfig(**source_options))
         write_json_atomic(staging / MANIFEST_FILE, manifest)

@@ -29,6 +29,9 @@ class IngestOptions(Checked):
     max_bad_fraction: float = 0.01  # fail when more malformed rows than this are skipped
     top_domains: int | None = None  # keep the N largest domains (train interactions); rest other
     min_domain_items: int | None = None  # fold domains with fewer items than this into other
+    # shards of the streaming training view (components/core/training_view.py); 0: none. A
+    # multiple of world size × data-loader workers of the runs that stream it: 8 fits 1/2/4/8.
+    train_shards: int = 8
 
     def validate(self) -> None:
         if self.split not in SPLIT_METHODS:
@@ -45,6 +48,9 @@ class IngestOptions(Checked):
         ):
             if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
                 raise ConfigError(f"{flag} {value}: expected an integer >= 1")
+        shards = self.train_shards
+        if isinstance(shards, bool) or not isinstance(shards, int) or shards < 0:
+            raise ConfigError(f"--train-shards {shards!r}: expected an integer >= 0 (0: no view)")
         if not (
             0 < self.valid_fraction < 1
             and 0 < self.test_fraction < 1

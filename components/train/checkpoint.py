@@ -10,7 +10,7 @@ anything but ``RESUMABLE_CHANGES`` is refused (``check_resumable``).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,9 @@ RESUMABLE_CHANGES = {
     "progress",
     "val_batch_size",
 }
+
+# every option's default: what a checkpoint written before the option existed trained with
+TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
 
 
 # ---- content checksums ----
@@ -149,6 +152,9 @@ def check_resumable(saved: dict, current: dict, path: Path) -> None:
     diffs = {}
     for section in current:
         a, b = saved.get(section), current[section]
+        if section == "train" and isinstance(a, dict) and isinstance(b, dict):
+            # an option added since it was written: it trained with the option's default
+            a = {**{k: TRAIN_DEFAULTS[k] for k in b if k in TRAIN_DEFAULTS}, **a}
         if isinstance(b, dict) and isinstance(a, dict):
             for key in set(a) | set(b):
                 if a.get(key) != b.get(key):

@@ -17,6 +17,7 @@ from components.core.weighting import AGGS, DEFAULTS, SCHEMES, TARGETS
 from components.core.weighting.spec import option_name
 from components.errors import ConfigError
 from components.train.config import (
+    DATA_SOURCES,
     DECAYS,
     LOSSES,
     MODEL_OPTIONS,
@@ -92,6 +93,7 @@ examples:
       --epochs 200 --patience 10          # scheme none needs no --weights
   python -m components.train ... --resume              # continue from checkpoints/last.pt
   python -m components.train ... --nproc-per-node 2    # DDP via torchrun (gloo on CPU)
+  python -m components.train ... --data stream         # from the sharded train_view/
 """
 
 
@@ -173,6 +175,21 @@ def build_parser() -> argparse.ArgumentParser:
         "length_buckets",
         "> 1: batch users of similar length (sorted within runs of N batches); "
         "much faster when sequences are short; 0 = plain shuffle",
+    )
+    add_option(
+        opt,
+        "data",
+        "where the training windows come from: memory (the train split loaded whole) or "
+        "stream (the ingest step's sharded train_view/, read per rank in bounded memory; "
+        "--batch-size must be a multiple of the world size)",
+        # not choices: TrainConfig.validate checks it, naming --data, like the pipeline's check
+        metavar="{" + ",".join(DATA_SOURCES) + "}",
+    )
+    add_option(
+        opt,
+        "data_workers",
+        "--data stream: data-loader workers per rank; 0 = the training process reads; the "
+        "view's --train-shards must be a multiple of world size x max(workers, 1)",
     )
     add_option(
         opt,
@@ -288,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         from components.train.cluster_env import detect
 
         try:
-            nnodes = detect(os.environ).nnodes  # a multi-node pod needs torchrun, even for 1 process
+            # a multi-node pod needs torchrun, even for 1 process
+            nnodes = detect(os.environ).nnodes
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

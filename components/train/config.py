@@ -21,6 +21,10 @@ from components.options import Checked
 LOSSES = ("ce", "sampled", "bce", "gbce", "mml")  # the base losses (components.train.losses)
 DECAYS = ("none", "linear", "cosine")
 OPTIMIZERS = ("adam", "adamw")  # adam: L2 weight decay in the gradient; adamw: decoupled
+# where the training windows come from: memory = the whole train split loaded and batched in
+# this process (components.train.data); stream = the ingest step's sharded training view, read
+# per (rank, worker) in bounded memory (components.train.streaming)
+DATA_SOURCES = ("memory", "stream")
 # the cut-offs of the validation pass (components.train.validation) and the metrics it gives,
 # any of which can keep the best epoch
 VALIDATION_CUTOFFS = (10, 20)
@@ -71,6 +75,11 @@ class TrainConfig(Checked):
     compile: bool = False  # torch.compile the model (CUDA)
     val_batch_size: int = 1024
     length_buckets: int = 0  # > 1: batch users of similar length, sorting runs of N batches
+    data: str = "memory"  # memory | stream: where the training windows come from (DATA_SOURCES)
+    # stream: DataLoader workers per rank reading the view; 0 = the training process reads
+    # (batches are the same with 0 and 1; 1+ overlaps reading with training); the view's
+    # --train-shards must be a multiple of world size × max(workers, 1)
+    data_workers: int = 0
     stop_after_epochs: int = 0  # stop this invocation after N epochs (resume later); 0 = off
     progress: bool = True  # tqdm progress bar on rank 0
     record_test: bool = False  # benchmarks: log test metrics each epoch (never used to select)
@@ -86,6 +95,7 @@ class TrainConfig(Checked):
             ("decay", DECAYS),
             ("optimizer", OPTIMIZERS),
             ("select_metric", SELECT_METRICS),
+            ("data", DATA_SOURCES),
         ):
             value = getattr(self, name)
             if value not in allowed:
@@ -103,6 +113,7 @@ class TrainConfig(Checked):
             ("seed", 0),
             ("threads", 0),
             ("length_buckets", 0),
+            ("data_workers", 0),
             ("stop_after_epochs", 0),
         ):
             value = getattr(self, name)
@@ -132,6 +143,10 @@ class TrainConfig(Checked):
                 raise ConfigError(
                     f"{option_name(name)}: expected true or false, got {getattr(self, name)!r}"
                 )
+        if self.data == "stream" and self.length_buckets > 1:  # the view has its own order
+            raise ConfigError("--length-buckets applies to --data memory only, not --data stream")
+        if self.data == "memory" and self.data_workers:
+            raise ConfigError("--data-workers applies to --data stream only, not --data memory")
         WeightingSpec(scheme=self.scheme, **self.weighting_given())  # checks the given values
 
     def weighting_given(self) -> dict:

@@ -2,7 +2,11 @@
 scaler (fp16), the model as called (compiled / DDP) and ``train_step``.
 
 The batch loss is Σω·ℓ / N over the GLOBAL batch (N = its number of targets): every process
-builds the same global batch, trains on its shard, and DDP averages the gradients.
+builds the same global batch, trains on its shard, and DDP averages the gradients. With a LOCAL
+batch (``local=True``, ``--data stream``: each rank streams its own) N is the all-reduce of the
+ranks' counts, so the loss is the same formula; a weighter that needs every target of the
+global batch (``DomainWeighter.needs_global_targets``: dynamic counts, dro's group masses) gets
+them all-gathered from the ranks, in rank order.
 """
 
 from __future__ import annotations
@@ -109,6 +113,26 @@ def _target_users(
     return rows[:, None].expand_as(is_target)[is_target]  # [N_local]
 
 
+def _global_count(count: int, proc: Process, device: torch.device) -> int:
+    """The sum of every rank's ``count`` (one all-reduce; the count itself with one process)."""
+    if proc.world_size == 1:
+        return count
+    total = torch.tensor([count], dtype=torch.int64, device=device)  # nccl: on the GPU
+    dist.all_reduce(total)
+    return int(total.item())
+
+
+def _global_targets(targets_np: np.ndarray, proc: Process, device: torch.device) -> np.ndarray:
+    """Every rank's local targets [B_local, L] stacked in rank order: the global batch's. The
+    ranks' batches have one shape (the stream yields full batches); int32 halves the bytes."""
+    if proc.world_size == 1:
+        return targets_np
+    mine = torch.from_numpy(targets_np.astype(np.int32)).to(device)
+    parts = [torch.empty_like(mine) for _ in range(proc.world_size)]
+    dist.all_gather(parts, mine)
+    return torch.cat(parts).cpu().numpy().astype(np.int64)
+
+
 def train_step(
     parts: StepParts,
     inputs_np: np.ndarray,
@@ -116,8 +140,10 @@ def train_step(
     epoch: int,
     step: int,
     users_np: np.ndarray | None = None,
+    local: bool = False,
 ) -> tuple[float, int]:
-    """One optimiser step on a GLOBAL batch (this process trains on its shard).
+    """One optimiser step on a GLOBAL batch (this process trains on its shard) or, with
+    ``local``, on this process's LOCAL part of the global batch (every rank gives its own).
 
     ``users_np``: the batch's users, one per row (for dynamic-user). Returns (the global batch
     loss Σω·ℓ/N, N = the number of targets in the global batch).
@@ -125,7 +151,14 @@ def train_step(
     proc, weighter = parts.proc, parts.weighter
     device = next(parts.model.parameters()).device
     count = int((targets_np > 0).sum())
-    mine = shard(np.arange(len(inputs_np)), proc.rank, proc.world_size)
+    all_targets = targets_np  # every target of the global batch (what the weighter observes)
+    if local:
+        mine = np.arange(len(inputs_np))  # all of it is this process's shard
+        count = _global_count(count, proc, device)
+        if weighter is not None and weighter.needs_global_targets:
+            all_targets = _global_targets(targets_np, proc, device)
+    else:
+        mine = shard(np.arange(len(inputs_np)), proc.rank, proc.world_size)
     inputs_np, targets_np_mine = trim_left_padding(inputs_np[mine], targets_np[mine])
     inputs = to_device(inputs_np, device)  # [b, L' <= max_len]
     targets = to_device(targets_np_mine, device)  # [b, L']
@@ -138,7 +171,7 @@ def train_step(
         per_example = parts.loss_fn(states, flat_targets, parts.model.item_embeddings())
         omega = (
             weighter.example_weights(
-                flat_targets, _target_users(weighter, users_np, mine, is_target), targets_np
+                flat_targets, _target_users(weighter, users_np, mine, is_target), all_targets
             )
             if weighter is not None
             else torch.ones_like(per_example)
@@ -172,7 +205,7 @@ def train_step(
         scaler.update()
     parts.scheduler.step()
     if weighter is not None:
-        weighter.observe(torch.from_numpy(targets_np))
+        weighter.observe(torch.from_numpy(all_targets))
         weighter.observe_losses(flat_targets, per_example)  # dro: q from the detached losses
         weighter.step_end(epoch, step)
     return batch_loss.item(), count

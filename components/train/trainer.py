@@ -21,6 +21,8 @@ The pieces: ``config`` (the options), ``inputs`` (what a run reads), ``distribut
 precision, torchrun), ``step`` (one optimiser step), ``validation`` (the validation pass),
 ``checkpoint`` (last.pt / best.pt). Under torchrun (WORLD_SIZE > 1) every process builds the
 same global batch, trains on its share and averages gradients with DDP; only rank 0 writes files.
+With ``data="stream"`` each rank streams its own local batch from the training view instead
+(``inputs.Inputs.train_batches``); the loss is the same Σω·ℓ/N over the global batch.
 """
 
 from __future__ import annotations
@@ -163,13 +165,13 @@ def _train(dataset_dir, weights_path, out: Path, *, resume: bool, **options) -> 
     amp_dtype = autocast_dtype(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    inputs = read_inputs(cfg, model_options, dataset_dir, weights_path, device)
+    inputs = read_inputs(cfg, model_options, dataset_dir, weights_path, device, proc)
     cfg = inputs.cfg
 
     torch.manual_seed(cfg.seed)
     model = SeqRecModel(inputs.model_cfg).to(device)
     optimizer, scaler = make_optimizer(cfg, model, amp_dtype)
-    scheduler = make_scheduler(cfg, optimizer, cfg.epochs * len(inputs.batches(0, proc)))
+    scheduler = make_scheduler(cfg, optimizer, cfg.epochs * inputs.steps_per_epoch(proc))
     torch.manual_seed(cfg.seed + 1000 * proc.rank)  # per-process stream: dropout, negatives
     parts = StepParts(
         model,
@@ -253,23 +255,24 @@ def run_epoch(run: Run, state: TrainState, epoch: int) -> bool:
     loss_sum = 0.0
     n_examples = n_sequences = 0
     t0, cpu0 = time.perf_counter(), time.process_time()
+    local = run.inputs.local  # stream: each rank has its own batch of batch_size / world users
     bar = tqdm(
-        run.inputs.batches(epoch, proc),
+        run.inputs.train_batches(epoch, proc),
         desc=f"epoch {epoch}/{cfg.epochs}",
+        total=run.inputs.steps_per_epoch(proc),
         unit="batch",
         leave=False,
         disable=not (cfg.progress and proc.is_main),
         mininterval=1.0,
     )
-    for users in bar:
-        inputs_np, targets_np = run.inputs.windows.batch(users)  # the whole global batch
+    for users, inputs_np, targets_np in bar:
         batch_loss, count = train_step(
-            parts, inputs_np, targets_np, epoch, state.step + 1, users_np=users
+            parts, inputs_np, targets_np, epoch, state.step + 1, users_np=users, local=local
         )
         state.step += 1
-        loss_sum += batch_loss * count
+        loss_sum += batch_loss * count  # count: the GLOBAL batch's targets either way
         n_examples += count
-        n_sequences += len(users)
+        n_sequences += len(users) * (proc.world_size if local else 1)
         bar.set_postfix(
             refresh=False,
             loss=f"{batch_loss:.4f}",
@@ -280,6 +283,7 @@ def run_epoch(run: Run, state: TrainState, epoch: int) -> bool:
     if weighter is not None:
         weighter.epoch_end(epoch, state.step)
 
+    # validation ranks the in-memory prefixes, also under --data stream (inputs.py says why)
     def ranked(split: str) -> dict:  # under the run's protocol
         return evaluate_split(
             parts.model,

@@ -118,6 +118,13 @@ class DomainWeighter:
     # -- setup -----------------------------------------------------------------------------
 
     @property
+    def needs_global_targets(self) -> bool:
+        """Whether ``observe`` / ``example_weights`` need every target of the global batch
+        (dynamic counts them; dro weighs by their group masses): a rank streaming only its
+        local batch gathers them from the others first (the train step)."""
+        return self._dynamic or self._dro is not None
+
+    @property
     def needs_users(self) -> bool:
         """Whether ``example_weights`` needs the user of each target (``dynamic-user``)."""
         return self.spec.scheme == "dynamic-user"
