@@ -50,9 +50,9 @@ def check_cluster_image(flag: str, image: str) -> None:
     tag = last.partition(":")[2]
     if not _REGISTRY_HOST.match(host) or not (digest or (tag and tag != "latest")):
         raise ConfigError(
-            f"{flag} {image!r}: a multi-node job pulls on every node: give "
-            "REGISTRY/NAME:TAG with a fixed tag (e.g. europe-docker.pkg.dev/p/r/dwlrec:0.1.0-"
-            "<git rev>), not :latest or a name without a registry"
+            f"{flag} {image!r}: a cluster pulls it on every node: give REGISTRY/NAME:TAG with a "
+            "fixed tag (e.g. europe-docker.pkg.dev/p/r/dwlrec:0.1.0-<git rev>), not :latest or "
+            "a name without a registry (--image/--cuda-image)"
         )
 
 

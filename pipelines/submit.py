@@ -154,11 +154,27 @@ def target_of(args: argparse.Namespace) -> str:
     return target
 
 
+def check_spec_images(package_path: str) -> None:
+    """ConfigError unless every image the spec runs (executors, custom-job worker pools) names a
+    registry and a fixed tag: a cluster pulls them, and caches and retries key on the tag."""
+    import json
+
+    from pipelines.distributed import check_cluster_image
+    from pipelines.spec_check import load_spec
+
+    spec = load_spec(package_path)
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    images |= set(re.findall(r'"image_uri": "([^"]+)"', json.dumps(spec)))
+    for image in sorted(images):
+        check_cluster_image(f"{package_path}: image", image)
+
+
 def submit_from_args(args: argparse.Namespace, package_path: str, params: dict) -> dict:
     """Submit ``package_path`` (compiled for ``target_of(args)``) with ``params``; the summary."""
     target = target_of(args)
     if not Path(package_path).is_file():
         raise ConfigError(f"--package {package_path}: no such file")
+    check_spec_images(package_path)
     display_name = args.display_name or default_display_name()
     if target == "vertex":
         return submit_vertex(

@@ -20,6 +20,19 @@ from pipelines import submit, submit_kfp
 from pipelines.cli import main as pipeline_cli
 from pipelines.pipeline import PIPELINE_NAME, compile_pipeline
 
+REGISTRY_IMAGES = {
+    "DWLREC_IMAGE": "reg.example/team/dwlrec:0.2.0-abc1234",
+    "DWLREC_CUDA_IMAGE": "reg.example/team/dwlrec-cuda:0.2.0-abc1234",
+}
+
+
+@pytest.fixture(autouse=True)
+def registry_images(monkeypatch):
+    """Images a cluster can pull (submit refuses :latest and registry-less names)."""
+    for name, image in REGISTRY_IMAGES.items():
+        monkeypatch.setenv(name, image)
+
+
 pytestmark = pytest.mark.filterwarnings("ignore:This client only works with Kubeflow Pipeline")
 TIMESTAMPED = re.compile(rf"{PIPELINE_NAME}-\d{{8}}-\d{{6}}")
 
@@ -303,8 +316,13 @@ def test_submit_vertex_rejects_a_local_pipeline_root(capsys):
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory) -> str:
-    """The pipeline compiled with the default (Kubeflow) configuration."""
-    return compile_pipeline(str(tmp_path_factory.mktemp("pkg") / "pipeline.yaml"))
+    """The pipeline compiled with the default (Kubeflow) configuration, registry images."""
+    from pipelines.pipeline import PipelineConfig
+
+    config = PipelineConfig(
+        image=REGISTRY_IMAGES["DWLREC_IMAGE"], cuda_image=REGISTRY_IMAGES["DWLREC_CUDA_IMAGE"]
+    )
+    return compile_pipeline(str(tmp_path_factory.mktemp("pkg") / "pipeline.yaml"), config)
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -626,3 +644,17 @@ def test_names_labels_and_versions():
     assert submit.parse_version("2.15") == (2, 15, 0)
     assert submit.parse_version("unknown") is None
     assert submit.parse_version(None) is None
+
+
+@pytest.mark.parametrize(
+    "image", ["dwlrec:0.2.0", "reg.example/team/dwlrec:latest", "reg/dwlrec:1"]
+)
+def test_submit_refuses_images_a_cluster_cannot_pin_before_any_request(
+    fake_cloud, monkeypatch, capsys, image
+):
+    url, cloud = fake_cloud
+    monkeypatch.setenv("DWLREC_IMAGE", image)
+    code = pipeline_cli(["submit", "--kfp-host", url, "--experiment", "e", "--no-gpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and f"image {image!r}" in err[0] and "--image" in err[0]
+    assert not _posts(cloud, "/apis/v2beta1/runs")
