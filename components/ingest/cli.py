@@ -8,7 +8,7 @@ from typing import Any
 
 from components.clitools import HelpFormatter, add_output_arguments, run_cli
 from components.ingest.ingest import SOURCES, ingest, summary_counts
-from components.ingest.options import SPLIT_METHODS, IngestOptions
+from components.ingest.options import ENGINES, SPLIT_METHODS, IngestOptions
 from components.ingest.synthetic import SyntheticConfig
 
 EXAMPLES = """examples:
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         proc.add_argument(
             "--" + name.replace("_", "-"),
             type=kind,
-            choices=SPLIT_METHODS if name == "split" else None,
+            choices={"split": SPLIT_METHODS, "engine": ENGINES}.get(name),
             default=getattr(defaults, name),
             help=text,
         )
@@ -115,6 +115,17 @@ PROCESSING_HELP: dict[str, tuple[Callable[[str], Any], str | None]] = {
         "shards of the streaming training view train_view/ (one row per user, by user hash); "
         "a multiple of world size x data-loader workers of the runs that stream it; 0: none",
     ),
+    "engine": (
+        str,
+        "processing engine: arrow (in memory, fastest when it fits) or duckdb (out of core: "
+        "spills to disk next to --output past --duckdb-memory-limit); identical outputs",
+    ),
+    "duckdb_memory_limit": (
+        str,
+        "duckdb engine: memory limit of DuckDB's buffers, e.g. 4GB, 512MiB (the raw input and "
+        "the output tables are held in memory besides)",
+    ),
+    "duckdb_threads": (int, "duckdb engine: worker threads (0: one per core)"),
 }
 
 COLUMN_HELP = {

@@ -106,7 +106,7 @@ def ingest(
         raw.bad_rows,
         time.perf_counter() - started,
     )
-    processed = core.process(raw, processing)
+    processed = core.process(raw, processing, scratch=Path(output_dir))
 
     output_dir = Path(output_dir)
     with atomic_dir(output_dir, **output) as staging:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import asdict, dataclass
 
 from components.errors import ConfigError
@@ -13,6 +14,8 @@ from components.options import Checked
 log = logging.getLogger("dwlrec.ingest")
 
 SPLIT_METHODS = ("leave-one-out", "global-time")
+ENGINES = ("arrow", "duckdb")  # the processing engines (components/ingest/engines/)
+_MEMORY = re.compile(r"[0-9]+(\.[0-9]+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 MIN_USER_LEAVE_ONE_OUT = 3  # train, valid and test each need an interaction
 
 
@@ -32,6 +35,10 @@ class IngestOptions(Checked):
     # shards of the streaming training view (components/core/training_view.py); 0: none. A
     # multiple of world size × data-loader workers of the runs that stream it: 8 fits 1/2/4/8.
     train_shards: int = 8
+    # the processing engine: arrow (in memory) or duckdb (out of core: spills past the limit)
+    engine: str = "arrow"
+    duckdb_memory_limit: str = "4GB"  # DuckDB's own buffers; the raw and output tables are extra
+    duckdb_threads: int = 0  # 0: one per core
 
     def validate(self) -> None:
         if self.split not in SPLIT_METHODS:
@@ -48,6 +55,18 @@ class IngestOptions(Checked):
         ):
             if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
                 raise ConfigError(f"{flag} {value}: expected an integer >= 1")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"--engine {self.engine!r}: expected one of {list(ENGINES)}")
+        if not isinstance(self.duckdb_memory_limit, str) or not _MEMORY.fullmatch(
+            self.duckdb_memory_limit.strip()
+        ):
+            raise ConfigError(
+                f"--duckdb-memory-limit {self.duckdb_memory_limit!r}: expected a size such as "
+                "'4GB' or '512MiB'"
+            )
+        threads = self.duckdb_threads
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise ConfigError(f"--duckdb-threads {threads!r}: expected an integer >= 0 (0: all)")
         shards = self.train_shards
         if isinstance(shards, bool) or not isinstance(shards, int) or shards < 0:
             raise ConfigError(f"--train-shards {shards!r}: expected an integer >= 0 (0: no view)")
