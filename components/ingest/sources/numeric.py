@@ -7,8 +7,10 @@ their row, counted in ``BadRows`` with the row's line (``delimited.Delimited.lin
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -58,9 +60,11 @@ def to_numeric(
         for row in np.flatnonzero(~ok_np & ~invalid)[:MAX_EXAMPLES]:
             reasons[int(row)] = f"empty {name}"
         invalid |= ~ok_np
-    for name, target, required in checks:
+    # the columns' casts at once: pyarrow's kernels release the GIL, and each is one core's work
+    with ThreadPoolExecutor(max_workers=max(1, min(len(checks), os.cpu_count() or 1))) as pool:
+        casts = list(pool.map(lambda c: _cast_checked(table.column(c[0]), c[1]), checks))
+    for (name, _, required), (cast, ok) in zip(checks, casts, strict=True):
         values = table.column(name)
-        cast, ok = _cast_checked(values, target)
         if not required and ok is not None:  # an empty optional value is null, not malformed
             ok = pc.or_(ok, pc.equal(pc.utf8_length(values), 0))
         if ok is not None:
