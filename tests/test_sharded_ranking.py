@@ -21,8 +21,9 @@ from components.core.chunked_ranking import (
     seen_tiles,
     tile_plan,
 )
+from components.core.process_group import Process
 from components.core.ranking import rank_all, ranks_from_embeddings, seen_mask, user_states
-from components.core.sharded_ranking import Group, shard
+from components.core.sharded_ranking import shard
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -118,9 +119,9 @@ def test_tile_plan_and_shards():
     assert tile_plan(1000, 1 << 20) == Tiles(1048, 1000)  # whole item axis, rank_all's blocks
     assert tile_plan(100_000, 1 << 22) == Tiles(256, 16_384)  # too few users: chunk the items
     assert tile_plan(50, 100, chunk=200) == Tiles(2, 50)
-    slices = [shard(23, 5, Group(r, 2)) for r in range(2)]
+    slices = [shard(23, 5, Process(r, 2)) for r in range(2)]
     assert slices == [slice(0, 15), slice(15, 23)]  # 5 blocks: 3 + 2, block-aligned
-    assert [shard(3, 5, Group(r, 2)) for r in range(2)] == [slice(0, 3), slice(3, 3)]
+    assert [shard(3, 5, Process(r, 2)) for r in range(2)] == [slice(0, 3), slice(3, 3)]
 
 
 def test_sharded_embeddings_equal_ranks_from_embeddings_in_one_process():
@@ -131,7 +132,7 @@ def test_sharded_embeddings_equal_ranks_from_embeddings_in_one_process():
     targets = torch.randint(1, 90, (70,), generator=g)
     ranks0, top0 = ranks_from_embeddings(states, items, targets, topk=20, max_scores_per_block=900)
     ranks, top = sharded_ranks_from_embeddings(
-        states, items, targets, Group(), topk=20, max_scores_per_block=900
+        states, items, targets, Process(), topk=20, max_scores_per_block=900
     )
     assert torch.equal(ranks, ranks0) and torch.equal(top, top0)
 
@@ -145,10 +146,10 @@ def free_port() -> int:
 WORKER = """
 import json, sys, numpy as np, torch
 OUT = sys.argv[1] if __name__ == "__main__" else OUT
-from components.core.sharded_ranking import (env_group, join_group, leave_group,
-    sharded_ranks_from_embeddings, sharded_user_states)
+from components.core.process_group import join, leave
+from components.core.sharded_ranking import sharded_ranks_from_embeddings, sharded_user_states
 torch.set_num_threads(1)
-group = env_group(); join_group(group, torch.device("cpu"))
+group = join(torch.device("cpu"))
 g = torch.Generator().manual_seed(5)
 items = torch.randint(-3, 4, (45, 8), generator=g).float()  # integer scores: many ties
 prefix = np.random.default_rng(0).integers(0, 45, (61, 6)); prefix[:, :2] = 0
@@ -165,7 +166,7 @@ for chunk in (None, 4):
         items[prefix[:, -1]], items, targets, group, topk=10, max_scores_per_block=40, chunk=chunk)
     out[str(chunk)] = [ranks.tolist(), top.tolist()]
 out["states"] = states.numpy().tobytes().hex()
-leave_group(group)
+leave(group)
 json.dump(out, open(OUT + f"/rank{group.rank}.json", "w"))
 """
 

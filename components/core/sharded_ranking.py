@@ -13,69 +13,21 @@ Under torchrun (WORLD_SIZE > 1) the processes join one group: gloo on CPU, nccl 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from components.core.chunked_ranking import Tiles, rank_chunked, tile_plan
+from components.core.process_group import Process, all_gather
 from components.core.ranking import DEFAULT_SCORES_PER_BLOCK, encode_rows, encoding_order
 
 
-@dataclass(frozen=True)
-class Group:
-    """This process's place among the torchrun processes (rank 0 of 1 without torchrun)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def env_group() -> Group:
-    """The group torchrun's environment describes (RANK, WORLD_SIZE, LOCAL_RANK), not joined."""
-    env = os.environ
-    return Group(
-        int(env.get("RANK", "0")), int(env.get("WORLD_SIZE", "1")), int(env.get("LOCAL_RANK", "0"))
-    )
-
-
-def join_group(group: Group, device) -> None:
-    """Join the process group of ``group`` (gloo on CPU, nccl on CUDA); nothing with one."""
-    import torch
-    import torch.distributed as dist
-
-    if group.world_size <= 1 or dist.is_initialized():
-        return
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-
-
-def leave_group(group: Group) -> None:
-    """Leave the process group (after the last collective); nothing with one process."""
-    import torch.distributed as dist
-
-    if group.world_size > 1 and dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def gather(obj, group: Group) -> list:
+def gather(obj, group: Process) -> list:
     """Every rank's picklable ``obj``, in rank order, on every rank."""
-    import torch.distributed as dist
-
-    if group.world_size <= 1:
-        return [obj]
-    objects: list = [None] * group.world_size
-    dist.all_gather_object(objects, obj)
-    return objects
+    return all_gather(obj, group)
 
 
-def shard(n_rows: int, unit: int, group: Group) -> slice:
+def shard(n_rows: int, unit: int, group: Process) -> slice:
     """This rank's contiguous rows: whole units of ``unit`` rows, ``np.array_split`` over the
     ranks (a rank with no unit gets an empty slice)."""
     units = np.array_split(np.arange(-(-n_rows // unit)), group.world_size)[group.rank]
@@ -85,7 +37,7 @@ def shard(n_rows: int, unit: int, group: Group) -> slice:
 
 
 def sharded_user_states(
-    model, prefix: np.ndarray, device, batch_size: int, group: Group, progress: bool = False
+    model, prefix: np.ndarray, device, batch_size: int, group: Process, progress: bool = False
 ):
     """``ranking.user_states`` with its batches shared among the ranks: [U, d] on every rank,
     the same floats as one process (every batch is the one ``user_states`` encodes)."""
@@ -111,16 +63,16 @@ def sharded_user_states(
     return torch.as_tensor(out, device=device)
 
 
-def _shards(n_rows: int, unit: int, group: Group) -> list[slice]:
+def _shards(n_rows: int, unit: int, group: Process) -> list[slice]:
     """Every rank's ``shard``, in rank order."""
-    return [shard(n_rows, unit, Group(r, group.world_size)) for r in range(group.world_size)]
+    return [shard(n_rows, unit, Process(r, group.world_size)) for r in range(group.world_size)]
 
 
 def sharded_rank(
     score_tile: Callable,
     targets,
     n_candidates: int,
-    group: Group,
+    group: Process,
     exclude: Callable | None = None,
     topk: int = 0,
     tiles: Tiles | None = None,
@@ -158,7 +110,7 @@ def sharded_ranks_from_embeddings(
     user_states,
     item_embeddings,
     targets,
-    group: Group,
+    group: Process,
     exclude: Callable | None = None,
     topk: int = 0,
     max_scores_per_block: int = DEFAULT_SCORES_PER_BLOCK,

@@ -25,16 +25,10 @@ from components.core.eval_artifact import METRICS_VERSION, domain_entries, write
 from components.core.logit_adjust import CALIBRATION_FILE
 from components.core.metrics import metric_names
 from components.core.model_artifact import check_trained_on, load_model, model_summary, run_protocol
+from components.core.process_group import Process, env_process, join, leave
 from components.core.ranking import user_states
 from components.core.sequences import UserSequences
-from components.core.sharded_ranking import (
-    Group,
-    env_group,
-    join_group,
-    leave_group,
-    sharded_ranks_from_embeddings,
-    sharded_user_states,
-)
+from components.core.sharded_ranking import sharded_ranks_from_embeddings, sharded_user_states
 from components.core.stats_artifact import DomainStats, load_domain_stats
 from components.download import localize
 from components.errors import ConfigError, InputError
@@ -56,7 +50,7 @@ def evaluate_model(
     config: EvalConfig,
     device: str,
     item_bias: np.ndarray | None = None,
-    group: Group | None = None,
+    group: Process | None = None,
 ) -> tuple[pa.Table, list[dict], dict]:
     """Rank every test user's target with ``model`` → (per_user table, cohort rows, info).
 
@@ -67,7 +61,7 @@ def evaluate_model(
     ``group``: the torchrun processes sharing the work (``rank_test_users``).
     """
     users, targets, ranks, top_items, calibration = rank_test_users(
-        dataset, model, max_len, config, device, item_bias, group or Group(), stats
+        dataset, model, max_len, config, device, item_bias, group or Process(), stats
     )
     item_domains = dataset.item_domains()
     per_user = per_user_table(users, targets, ranks, item_domains, stats, stats.power_users)
@@ -83,7 +77,7 @@ def rank_test_users(
     config: EvalConfig,
     device: str,
     item_bias: np.ndarray | None,
-    group: Group,
+    group: Process,
     stats: DomainStats | None = None,
 ) -> tuple:
     """(users, targets, ranks [U], top items [U, max K], calibration record or None), numpy.
@@ -146,7 +140,7 @@ def evaluate(
     calibration.json). ``output_dir`` may replace only a previous evaluate output unless
     ``overwrite``, and never one of the inputs (checked before anything is read; components.io)."""
     config = eval_config(**options)
-    group = env_group()
+    group = env_process()
     if group.world_size > 1 and config.logit_adjust != "off":
         raise ConfigError(
             f"--logit-adjust {config.logit_adjust}: not supported with {group.world_size} "
@@ -156,7 +150,7 @@ def evaluate(
     check_output(output_dir, "evaluate", inputs=inputs, overwrite=overwrite)
     started = time.perf_counter()
     torch_device = resolve_device(config.device, group.local_rank)
-    join_group(group, torch_device)
+    group = join(torch_device)
     try:
         return _evaluate(
             dataset_dir,
@@ -170,7 +164,7 @@ def evaluate(
             overwrite,
         )
     finally:
-        leave_group(group)
+        leave(group)
 
 
 def _evaluate(
@@ -179,7 +173,7 @@ def _evaluate(
     model_dir,
     output_dir,
     config: EvalConfig,
-    group: Group,
+    group: Process,
     torch_device,
     started: float,
     overwrite: bool,

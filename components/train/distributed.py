@@ -4,19 +4,40 @@ few collective operations the trainer needs (rank 0 decides, every process follo
 Precision follows the device (``autocast_dtype``): bf16 autocast on CUDA devices of compute
 capability >= 8.0, fp16 autocast with a gradient scaler on older ones (T4, V100), float32 on CPU.
 
-Under torchrun (WORLD_SIZE > 1) every process joins one group (gloo on CPU, nccl on GPU); with
-one process every helper here is a plain pass-through. Device names: ``components.core.devices``.
+The process group and its collectives live in ``components.core.process_group`` (the evaluate
+step shares them); device names in ``components.core.devices``.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from components.core.process_group import (
+    Process,
+    all_gather,
+    barrier,
+    broadcast,
+    join,
+    local_rank,
+)
+
+# the trainer's names for the shared process-group helpers (components/core/process_group.py)
+__all__ = [
+    "Process",
+    "all_gather",
+    "autocast_dtype",
+    "barrier",
+    "broadcast",
+    "init_process",
+    "is_main_rank",
+    "local_rank",
+    "precision_name",
+    "to_device",
+]
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -34,24 +55,6 @@ def precision_name(dtype: torch.dtype | None) -> str:
     return {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[dtype]
 
 
-@dataclass
-class Process:
-    """This process's place in the torchrun group (rank 0 of 1 without torchrun)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def local_rank() -> int:
-    """This process's rank on its node (torchrun's LOCAL_RANK; 0 without torchrun)."""
-    return int(os.environ.get("LOCAL_RANK", "0"))
-
-
 def is_main_rank() -> bool:
     """Whether this process is rank 0, before (or without) joining the process group."""
     if dist.is_available() and dist.is_initialized():
@@ -61,39 +64,7 @@ def is_main_rank() -> bool:
 
 def init_process(device: torch.device) -> Process:
     """Join the torchrun process group when WORLD_SIZE > 1 (or reuse an initialised one)."""
-    if dist.is_available() and dist.is_initialized():
-        return Process(dist.get_rank(), dist.get_world_size(), local_rank())
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return Process()
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Process(dist.get_rank(), dist.get_world_size(), local_rank())
-
-
-def broadcast(obj: Any, proc: Process) -> Any:
-    """Rank 0's ``obj`` on every process (picklable objects)."""
-    if proc.world_size == 1:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def all_gather(obj: Any, proc: Process) -> list:
-    """Every process's ``obj``, in rank order, on every process."""
-    if proc.world_size == 1:
-        return [obj]
-    objects: list = [None] * proc.world_size
-    dist.all_gather_object(objects, obj)
-    return objects
-
-
-def barrier(proc: Process) -> None:
-    """Wait for every process (no-op with one)."""
-    if proc.world_size > 1:
-        dist.barrier()
+    return join(device)
 
 
 def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
