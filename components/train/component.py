@@ -35,7 +35,7 @@ def train(
 
     from components.core.variants import parse_variant
     from components.kfp_support import restore_ints
-    from components.train.launch import train_task
+    from components.train.launch import model_metadata, train_task
 
     spec = parse_variant(restore_ints(variant), "variant")
 
@@ -55,14 +55,7 @@ def train(
     if summary.get("model_written") is False:  # a multi-node job's worker node
         print("train summary (worker node):", json.dumps(summary, default=str))
         return
-    model.metadata["variant"] = spec.name
-    model.metadata["scheme"] = spec.scheme
-    model.metadata["framework"] = "pytorch"
-    with open(os.path.join(model.path, "config.json")) as handle:
-        config = json.load(handle)
-    for key in ("loss", "best_epoch", "epochs_run", "precision", "device", "world_size"):
-        if key in config:
-            model.metadata[key] = config[key]
+    model.metadata.update(model_metadata(model.path, spec))
     print("train summary:", json.dumps(summary, default=str)[:2000])
 
 
@@ -89,10 +82,10 @@ def train_trainjob(
     pipeline was compiled (image, nodes, processes and resources per node, the shared PVC and
     its mount path = the checkpoint root, runtime). The other parameters are ``train``'s."""
     import json
-    import os
 
     from components.core.variants import parse_variant
     from components.kfp_support import restore_ints
+    from components.train.launch import model_metadata
     from components.train.trainjob import TrainJobSpec, run_trainjob
 
     spec = parse_variant(restore_ints(variant), "variant")
@@ -111,12 +104,7 @@ def train_trainjob(
         variant=spec.name,
         run_id=run_id,
     )
-    model.metadata.update({"variant": spec.name, "scheme": spec.scheme, "framework": "pytorch"})
-    with open(os.path.join(model.path, "config.json")) as handle:
-        config = json.load(handle)
-    for key in ("loss", "best_epoch", "epochs_run", "precision", "device", "world_size"):
-        if key in config:
-            model.metadata[key] = config[key]
+    model.metadata.update(model_metadata(model.path, spec))
     print("train summary:", json.dumps(summary, default=str))
 
 

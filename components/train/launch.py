@@ -198,6 +198,16 @@ def main(argv: list[str] | None = None) -> int:
 
 # ---- the task ----
 
+# config.json entries a Model artifact's metadata repeats (shown in the KFP / Vertex UI)
+METADATA_KEYS = ("loss", "best_epoch", "epochs_run", "precision", "device", "world_size")
+
+
+def model_metadata(model_dir: str, spec) -> dict:
+    """The Model artifact's metadata: the variant (a ``core.variants`` spec) and its config."""
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    metadata = {"variant": spec.name, "scheme": spec.scheme, "framework": "pytorch"}
+    return {**metadata, **{key: config[key] for key in METADATA_KEYS if key in config}}
+
 
 def train_task(
     dataset_dir: str,
