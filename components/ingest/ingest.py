@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,18 @@ def ingest(
     processed = core.process(raw, processing, scratch=Path(output_dir))
 
     output_dir = Path(output_dir)
-    with atomic_dir(output_dir, **output) as staging:
+    with atomic_dir(output_dir, **output) as staging, ThreadPoolExecutor(max_workers=1) as pool:
+        # the streaming view is written while the contract files are (both release the GIL)
+        view = (
+            pool.submit(
+                write_training_view,
+                processed.interactions,
+                staging / VIEW_DIR,
+                processing.train_shards,
+            )
+            if processing.train_shards
+            else None
+        )
         write_parquet_atomic(processed.items, staging / ITEMS_FILE)
         write_parquet_atomic(processed.interactions, staging / INTERACTIONS_FILE)
         manifest = {
@@ -130,10 +142,8 @@ def ingest(
             },
             "versions": library_versions(),
         }
-        if processing.train_shards:  # the streaming view; manifest "files" and the fingerprint stay
-            manifest["training_view"] = write_training_view(
-                processed.interactions, staging / VIEW_DIR, processing.train_shards
-            )
+        if view is not None:  # the streaming view; manifest "files" and the fingerprint stay
+            manifest["training_view"] = view.result()
         if source == "synthetic":
             manifest["synthetic"] = synthetic.describe(synthetic.SyntheticConfig(**source_options))
         write_json_atomic(staging / MANIFEST_FILE, manifest)
