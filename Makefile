@@ -9,7 +9,7 @@ TORCH_SPEC  ?= torch==2.13.0
 TORCH_INDEX ?=
 EXTRAS      ?= dev
 
-.PHONY: install demo test test-all lint docker-test clean
+.PHONY: install demo test test-all lint spark-test docker-test clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ lint: install
 	$(VENV)/bin/ruff check components pipelines tests benchmarks
 	$(VENV)/bin/ruff format --check components pipelines tests benchmarks
 	$(VENV)/bin/mypy
+
+# the spark ingest engine in local[2] (pyspark from the spark extra; Java 17)
+spark-test: install
+	$(PIP) install -q -e ".[$(EXTRAS),spark]"
+	$(PY) -m pytest -q -m spark
 
 docker-test: install
 	bash .ci/docker

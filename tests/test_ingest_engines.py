@@ -216,8 +216,8 @@ def test_ingest_writes_the_same_files_and_manifest_counts(tmp_path):
 
 
 def test_engine_options_are_checked_before_any_work():
-    with pytest.raises(ConfigError, match="--engine 'spark'"):
-        IngestOptions(engine="spark")
+    with pytest.raises(ConfigError, match="--engine 'beam'"):
+        IngestOptions(engine="beam")
     for bad in ("lots", "4 G", "", "-1GB"):
         with pytest.raises(ConfigError, match="--duckdb-memory-limit"):
             IngestOptions(duckdb_memory_limit=bad)
@@ -227,7 +227,7 @@ def test_engine_options_are_checked_before_any_work():
         with pytest.raises(ConfigError, match="--duckdb-threads"):
             IngestOptions(duckdb_threads=bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="--engine"):
-        engines.get_engine("spark")
+        engines.get_engine("beam")
     assert set(engines.ENGINE_MODULES) == set(ENGINES)  # every engine named has a module
 
 

@@ -117,8 +117,9 @@ PROCESSING_HELP: dict[str, tuple[Callable[[str], Any], str | None]] = {
     ),
     "engine": (
         str,
-        "processing engine: arrow (in memory, fastest when it fits) or duckdb (out of core: "
-        "spills to disk next to --output past --duckdb-memory-limit); identical outputs",
+        "processing engine: arrow (in memory, fastest when it fits), duckdb (spills to disk next "
+        "to --output past --duckdb-memory-limit) or spark (pyspark; local[2], or the cluster "
+        "spark-submit gives it: components/ingest/spark_main.py); identical outputs",
     ),
     "duckdb_memory_limit": (
         str,

@@ -14,7 +14,7 @@ from components.options import Checked
 log = logging.getLogger("dwlrec.ingest")
 
 SPLIT_METHODS = ("leave-one-out", "global-time")
-ENGINES = ("arrow", "duckdb")  # the processing engines (components/ingest/engines/)
+ENGINES = ("arrow", "duckdb", "spark")  # the processing engines (components/ingest/engines/)
 _MEMORY = re.compile(r"[0-9]+(\.[0-9]+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 MIN_USER_LEAVE_ONE_OUT = 3  # train, valid and test each need an interaction
 

@@ -19,6 +19,7 @@ from components.ingest.options import ENGINES
 ENGINE_MODULES: dict[str, str] = {
     "arrow": "components.ingest.engines.arrow",
     "duckdb": "components.ingest.engines.duckdb_engine",
+    "spark": "components.ingest.engines.spark_engine",
 }
 
 
