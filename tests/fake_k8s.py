@@ -63,18 +63,35 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class FakeKubernetes:
-    """``with FakeKubernetes(tmp) as api:`` — ``api.kubeconfig`` points a client at it;
-    ``api.trainjobs`` holds what was created, ``api.node_logs`` each node's output."""
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet request handler that answers JSON (``send``)."""
 
-    def __init__(self, tmp: Path, namespace: str = "team-a", env: dict | None = None):
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def send(self, code: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def read_json(self) -> dict:
+        return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+
+class FakeApiServer:
+    """An HTTP server on 127.0.0.1 and a kubeconfig that points a Kubernetes client at it (a
+    client must be given the file: kubernetes.config reads $KUBECONFIG at import time).
+    Subclasses give ``_handler()`` (a JsonHandler class); ``with`` serves in a thread."""
+
+    def __init__(self, tmp: Path, namespace: str = "team-a"):
         self.namespace = namespace
-        self.trainjobs: dict[str, dict] = {}
-        self.node_logs: dict[str, list[str]] = {}
-        self.env = env or dict(os.environ)
         self.threads: list[threading.Thread] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         host = f"http://127.0.0.1:{self.server.server_port}"
+        context = {"cluster": "fake", "user": "fake", "namespace": namespace}
         self.kubeconfig = tmp / "kubeconfig"
         self.kubeconfig.write_text(
             json.dumps(
@@ -83,18 +100,16 @@ class FakeKubernetes:
                     "kind": "Config",
                     "clusters": [{"name": "fake", "cluster": {"server": host}}],
                     "users": [{"name": "fake", "user": {"token": "not-a-secret"}}],
-                    "contexts": [
-                        {
-                            "name": "fake",
-                            "context": {"cluster": "fake", "user": "fake", "namespace": namespace},
-                        }
-                    ],
+                    "contexts": [{"name": "fake", "context": context}],
                     "current-context": "fake",
                 }
             )
         )
 
-    def __enter__(self) -> FakeKubernetes:
+    def _handler(self) -> type[JsonHandler]:
+        raise NotImplementedError
+
+    def __enter__(self):
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -102,6 +117,17 @@ class FakeKubernetes:
         self.server.shutdown()
         for thread in self.threads:
             thread.join(timeout=300)
+
+
+class FakeKubernetes(FakeApiServer):
+    """``with FakeKubernetes(tmp) as api:`` — ``api.kubeconfig`` points a client at it;
+    ``api.trainjobs`` holds what was created, ``api.node_logs`` each node's output."""
+
+    def __init__(self, tmp: Path, namespace: str = "team-a", env: dict | None = None):
+        self.trainjobs: dict[str, dict] = {}
+        self.node_logs: dict[str, list[str]] = {}
+        self.env = env or dict(os.environ)
+        super().__init__(tmp, namespace)
 
     # ---- the torch runtime's part ----
 
@@ -140,32 +166,21 @@ class FakeKubernetes:
     def _handler(self):
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # quiet
-                pass
-
-            def _send(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def _missing(self) -> None:
-                self._send(404, {"kind": "Status", "status": "Failure", "code": 404})
+                self.send(404, {"kind": "Status", "status": "Failure", "code": 404})
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 path = self.path.split("?")[0]
                 if path == "/api/v1/namespaces/kubeflow-system/configmaps/kubeflow-trainer-public":
-                    return self._send(200, {"data": {"kubeflow_trainer_version": "2.1.0"}})
+                    return self.send(200, {"data": {"kubeflow_trainer_version": "2.1.0"}})
                 if path == f"{GROUP_PATH}/clustertrainingruntimes/torch-distributed":
-                    return self._send(200, RUNTIME)
+                    return self.send(200, RUNTIME)
                 if re.fullmatch(r"/api/v1/namespaces/[^/]+/pods", path):
-                    return self._send(200, {"kind": "PodList", "apiVersion": "v1", "items": []})
+                    return self.send(200, {"kind": "PodList", "apiVersion": "v1", "items": []})
                 match = re.fullmatch(rf"{GROUP_PATH}/namespaces/[^/]+/trainjobs/([^/]+)", path)
                 if match and match.group(1) in api.trainjobs:
-                    return self._send(200, api.trainjobs[match.group(1)])
+                    return self.send(200, api.trainjobs[match.group(1)])
                 return self._missing()
 
             def do_POST(self) -> None:  # noqa: N802
@@ -173,20 +188,20 @@ class FakeKubernetes:
                 match = re.fullmatch(rf"{GROUP_PATH}/namespaces/([^/]+)/trainjobs", path)
                 if not match:
                     return self._missing()
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.read_json()
                 body["metadata"]["namespace"] = match.group(1)
                 body["metadata"]["creationTimestamp"] = datetime.now(timezone.utc).strftime(
                     "%Y-%m-%dT%H:%M:%SZ"
                 )
                 name = body["metadata"]["name"]
                 if name in api.trainjobs:
-                    return self._send(
+                    return self.send(
                         409, {"kind": "Status", "code": 409, "reason": "AlreadyExists"}
                     )
                 api.trainjobs[name] = body
                 thread = threading.Thread(target=api._run_nodes, args=(name,), daemon=True)
                 api.threads.append(thread)
                 thread.start()
-                return self._send(201, body)
+                return self.send(201, body)
 
         return Handler

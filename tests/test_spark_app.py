@@ -4,10 +4,7 @@ tests/fake_k8s.py); and the job entry point's arguments (components.ingest.spark
 
 from __future__ import annotations
 
-import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,6 +19,7 @@ from components.ingest.spark_app import (
     run_spark_application,
 )
 from components.ingest.spark_main import spark_arguments
+from tests.fake_k8s import FakeApiServer, JsonHandler
 
 pytest.importorskip("kubernetes")
 
@@ -29,7 +27,7 @@ PATH = re.compile(r"/apis/sparkoperator\.k8s\.io/v1beta2/namespaces/([^/]+)/spar
 ARGS = ["--source", "movielens", "--input", "gs://b/ml-20m", "--output", "/work/out/ml20m"]
 
 
-class FakeSparkOperator:
+class FakeSparkOperator(FakeApiServer):
     """``with FakeSparkOperator(tmp, states) as api:`` — ``api.kubeconfig`` points a client at
     it; ``api.apps`` holds what was created; each GET of an application reports the next of
     ``states`` (``(state, errorMessage)``; the last one repeats). Only namespace ``team-a``
@@ -40,85 +38,48 @@ class FakeSparkOperator:
         self.apps: dict[str, dict] = {}
         self.requests: list[tuple[str, str]] = []
         self.gets = 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.kubeconfig = tmp / "kubeconfig"
-        cluster = {"server": f"http://127.0.0.1:{self.server.server_port}"}
-        self.kubeconfig.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "fake", "cluster": cluster}],
-                    "users": [{"name": "fake", "user": {"token": "not-a-secret"}}],
-                    "contexts": [
-                        {
-                            "name": "fake",
-                            "context": {"cluster": "fake", "user": "fake", "namespace": "team-a"},
-                        }
-                    ],
-                    "current-context": "fake",
-                }
-            )
-        )
-
-    def __enter__(self) -> FakeSparkOperator:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
+        super().__init__(tmp, "team-a")
 
     def _handler(self):
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # quiet
-                pass
-
-            def _send(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def _route(self) -> tuple[str, str] | None:
                 path = self.path.split("?")[0]
                 api.requests.append((self.command, path))
                 match = re.fullmatch(PATH.pattern + r"(?:/([^/]+))?", path)
                 if not match or match.group(1) != "team-a":
-                    self._send(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+                    self.send(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
                     return None
                 return match.group(1), match.group(2) or ""
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 if self._route() is None:
                     return
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.read_json()
                 name = body["metadata"]["name"]
                 if name in api.apps:
-                    return self._send(409, {"kind": "Status", "code": 409, "reason": "Exists"})
+                    return self.send(409, {"kind": "Status", "code": 409, "reason": "Exists"})
                 api.apps[name] = body
-                return self._send(201, body)
+                return self.send(201, body)
 
             def do_GET(self) -> None:  # noqa: N802
                 if (route := self._route()) is None:
                     return
                 app = api.apps.get(route[1])
                 if app is None:
-                    return self._send(404, {"kind": "Status", "code": 404})
+                    return self.send(404, {"kind": "Status", "code": 404})
                 state, message = api.states[min(api.gets, len(api.states) - 1)]
                 api.gets += 1
                 if state:
                     app["status"] = {"applicationState": {"state": state, "errorMessage": message}}
-                return self._send(200, app)
+                return self.send(200, app)
 
             def do_DELETE(self) -> None:  # noqa: N802
                 if (route := self._route()) is None:
                     return
                 api.apps.pop(route[1], None)
-                return self._send(200, {"kind": "Status", "status": "Success"})
+                return self.send(200, {"kind": "Status", "status": "Success"})
 
         return Handler
 
