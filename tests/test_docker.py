@@ -15,40 +15,20 @@ import pytest
 from components.kfp_support import cpu_image
 from pipelines.cli import main as pipeline_cli
 from pipelines.pipeline import DEFAULT_VARIANTS
+from tests.docker_helpers import base_image, docker_client
 from tests.kfp_helpers import TINY_PARAMS
 
 pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCAL_BASE = "local/debian-python:bookworm"  # what docker/bootstrap-base.sh builds
-
-
-def _docker_client():
-    docker = pytest.importorskip("docker")
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:  # docker.errors.DockerException: no daemon / no socket
-        pytest.skip(f"no Docker daemon: {exc}")
-    return client
-
-
-def _base_image(client) -> str:
-    if os.environ.get("BASE_IMAGE"):
-        return os.environ["BASE_IMAGE"]
-    try:
-        client.images.get(LOCAL_BASE)
-        return LOCAL_BASE
-    except Exception:
-        return "python:3.11-slim"
 
 
 @pytest.fixture(scope="module")
 def image() -> str:
     """Build the CPU image with docker/build.sh (layers are cached between runs)."""
-    client = _docker_client()
+    client = docker_client()
     tag = cpu_image()
-    env = {**os.environ, "BASE_IMAGE": _base_image(client), "DWLREC_IMAGE": tag}
+    env = {**os.environ, "BASE_IMAGE": base_image(client), "DWLREC_IMAGE": tag}
     build = subprocess.run(
         ["bash", "docker/build.sh", "cpu"], cwd=ROOT, env=env, capture_output=True, text=True
     )

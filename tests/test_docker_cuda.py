@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.docker_helpers import base_image, docker_client
+
 ROOT = Path(__file__).resolve().parents[1]
-LOCAL_BASE = "local/debian-python:bookworm"  # what docker/bootstrap-base.sh builds
 # The pin: PyPI's torch==2.11.0 linux x86_64 wheel is 2.11.0+cu130 (its torch/version.py says
 # cuda = '13.0'; it requires cuda-toolkit==13.0.2 and nvidia-*-cu13 wheels), what the GPU tests
 # ran with on the H200. A new pin changes both lines and docker/build.sh's CUDA_TORCH_SPEC.
@@ -34,27 +35,6 @@ cuda_image_opt_in = pytest.mark.skipif(
 )
 
 
-def _docker_client():
-    docker = pytest.importorskip("docker")
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:  # docker.errors.DockerException: no daemon / no socket
-        pytest.skip(f"no Docker daemon: {exc}")
-    return client
-
-
-def _base_image(client) -> str:
-    for var in ("CUDA_BASE_IMAGE", "BASE_IMAGE"):
-        if os.environ.get(var):
-            return os.environ[var]
-    try:
-        client.images.get(LOCAL_BASE)
-        return LOCAL_BASE
-    except Exception:
-        return "python:3.11-slim"
-
-
 def _build(target: str, env: dict) -> None:
     result = subprocess.run(
         ["bash", "docker/build.sh", target], cwd=ROOT, env=env, capture_output=True, text=True
@@ -65,9 +45,13 @@ def _build(target: str, env: dict) -> None:
 @pytest.fixture(scope="module")
 def cuda_image() -> str:
     """Build the CUDA image with docker/build.sh (layers are cached between runs)."""
-    client = _docker_client()
+    client = docker_client()
     tag = os.environ.get("DWLREC_CUDA_IMAGE", "dwlrec-cuda:latest")
-    env = {**os.environ, "CUDA_BASE_IMAGE": _base_image(client), "DWLREC_CUDA_IMAGE": tag}
+    env = {
+        **os.environ,
+        "CUDA_BASE_IMAGE": base_image(client, ("CUDA_BASE_IMAGE", "BASE_IMAGE")),
+        "DWLREC_CUDA_IMAGE": tag,
+    }
     env.pop("PUSH", None)
     if not any((ROOT / "wheelhouse-cuda").glob("*.whl")):
         _build("wheelhouse-cuda", env)
