@@ -40,21 +40,11 @@ from components.train.losses import LOSSES, LossFunction
 from components.train.step import TrainingError
 from components.train.trainer import train
 from components.train.validation import evaluate_split
+from tests.kfp_helpers import TIMINGS, TINY_MODEL
 
 torch.set_num_threads(1)
-# the train_log.jsonl fields that measure time (they differ between identical runs)
-TIMINGS = ("seconds", "sequences_per_s", "epoch_wall_s", "epoch_cpu_s")
 REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    "max_len": 12,
-    "d_model": 16,
-    "n_blocks": 1,
-    "n_heads": 2,
-    "batch_size": 16,
-    "threads": 1,
-    "progress": False,
-    "negatives": 8,
-}
+TINY = TINY_MODEL
 
 
 def write_dataset(root: Path, n_users=80, n_items=60, seed=0) -> Path:

@@ -23,31 +23,20 @@ from components.train.distributed import Process
 from components.train.inputs import check_stream_options
 from components.train.streaming import StreamingConfig, StreamingWindows
 from components.train.trainer import train
+from tests.kfp_helpers import TIMINGS, TINY_INGEST, TINY_MODEL
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
-TIMINGS = ("seconds", "sequences_per_s", "epoch_wall_s", "epoch_cpu_s")
 SHARDS = 4  # fits 1 and 2 ranks
-MAX_LEN = 12
-INGEST = {"num_users": 150, "num_items": 80, "num_domains": 5, "mean_length": 15, "seed": 1}
-TINY = {
-    "max_len": MAX_LEN,
-    "d_model": 16,
-    "n_blocks": 1,
-    "n_heads": 2,
-    "batch_size": 16,
-    "threads": 1,
-    "progress": False,
-    "negatives": 8,
-    "device": "cpu",
-}
+MAX_LEN = TINY_MODEL["max_len"]
+TINY = {**TINY_MODEL, "device": "cpu"}
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("stream")
-    ingest("synthetic", root / "dataset", train_shards=SHARDS, **INGEST)
-    ingest("synthetic", root / "no-view", train_shards=0, **INGEST)
+    ingest("synthetic", root / "dataset", train_shards=SHARDS, **TINY_INGEST)
+    ingest("synthetic", root / "no-view", train_shards=0, **TINY_INGEST)
     compute_stats(root / "dataset", root / "stats")
     return root / "dataset", root / "stats" / "weights.json", root / "no-view"
 

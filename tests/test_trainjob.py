@@ -37,7 +37,9 @@ def _node_env() -> dict[str, str]:
     return {**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
 
-def _launch(inputs, tmp_path, monkeypatch, api, **trainjob):
+def _launch(inputs, tmp_path, monkeypatch, api, task: dict | None = None, **trainjob):
+    """Call the launcher component as its container would; ``task`` overrides its train
+    parameters, ``trainjob`` the TrainJob spec."""
     monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig))
     dataset, stats = inputs
     model = SimpleNamespace(path=str(tmp_path / "model"), metadata={})
@@ -52,19 +54,17 @@ def _launch(inputs, tmp_path, monkeypatch, api, **trainjob):
         "namespace": "team-a",
         **trainjob,
     }
-    train_trainjob(
-        dataset=dataset,
-        stats=stats,
-        variant={"name": "dynamic", "scheme": "dynamic"},
-        loss="ce",
-        epochs=1,
-        exclude_seen=False,
-        options={**OPTIONS, "progress": False},
-        device="cpu",
-        run_id="run-7",
-        trainjob=spec,
-        model=model,
-    )
+    params = {
+        "variant": {"name": "dynamic", "scheme": "dynamic"},
+        "loss": "ce",
+        "epochs": 1,
+        "exclude_seen": False,
+        "options": {**OPTIONS, "progress": False},
+        "device": "cpu",
+        "run_id": "run-7",
+        **(task or {}),
+    }
+    train_trainjob(dataset=dataset, stats=stats, trainjob=spec, model=model, **params)
     return model
 
 
@@ -102,31 +102,15 @@ def test_the_launcher_creates_a_two_node_trainjob_and_returns_its_model(
 
 
 def test_a_failed_trainjob_fails_the_task(inputs, tmp_path, monkeypatch):
+    # a model option that cannot build makes every node's train_task stop with an error line
+    bad = {
+        "variant": {"name": "none", "scheme": "none"},
+        "options": {**OPTIONS, "d_model": 15, "n_heads": 2},
+        "run_id": "run-8",
+    }
     with FakeKubernetes(tmp_path, env=_node_env()) as api:
         with pytest.raises(TrainJobFailed, match="failed"):
-            # an unknown option makes every node's train_task stop with an error line
-            monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig))
-            dataset, stats = inputs
-            train_trainjob(
-                dataset=dataset,
-                stats=stats,
-                variant={"name": "none", "scheme": "none"},
-                loss="ce",
-                epochs=1,
-                exclude_seen=False,
-                options={**OPTIONS, "d_model": 15, "n_heads": 2},
-                device="cpu",
-                run_id="run-8",
-                trainjob={
-                    "image": "r/dwlrec:1",
-                    "nodes": 2,
-                    "pvc": "c",
-                    "mount_path": str(tmp_path / "pvc"),
-                    "poll_s": 1,
-                    "timeout_s": 300,
-                },
-                model=SimpleNamespace(path=str(tmp_path / "model"), metadata={}),
-            )
+            _launch(inputs, tmp_path, monkeypatch, api, task=bad, timeout_s=300)
     assert not (tmp_path / "model").exists()
 
 

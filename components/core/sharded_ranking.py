@@ -22,11 +22,6 @@ from components.core.process_group import Process, all_gather
 from components.core.ranking import DEFAULT_SCORES_PER_BLOCK, encode_rows, encoding_order
 
 
-def gather(obj, group: Process) -> list:
-    """Every rank's picklable ``obj``, in rank order, on every rank."""
-    return all_gather(obj, group)
-
-
 def shard(n_rows: int, unit: int, group: Process) -> slice:
     """This rank's contiguous rows: whole units of ``unit`` rows, ``np.array_split`` over the
     ranks (a rank with no unit gets an empty slice)."""
@@ -57,7 +52,7 @@ def sharded_user_states(
     local = np.concatenate(states) if states else np.zeros((0, width), dtype=np.float32)
     out = np.empty((len(prefix), width), dtype=np.float32)
     for part, rows in zip(
-        gather(local, group), _shards(len(prefix), batch_size, group), strict=True
+        all_gather(local, group), _shards(len(prefix), batch_size, group), strict=True
     ):
         out[order[rows]] = part
     return torch.as_tensor(out, device=device)
@@ -98,7 +93,7 @@ def sharded_rank(
     if group.world_size <= 1:
         return ranks, top
     local = (ranks.cpu().numpy(), None if top is None else top.cpu().numpy())
-    parts = gather(local, group)
+    parts = all_gather(local, group)
     device = targets.device
     all_ranks = torch.as_tensor(np.concatenate([p[0] for p in parts]), device=device)
     if top is None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,8 @@ class Inputs:
     loss_fn: LossFunction
     aux: DomainLoss | None = None  # --aux-domain > 0: the domain head's loss
     stream: StreamingWindows | None = None  # --data stream: this rank's reader of the view
+    # memory: the steps of an epoch (the same every epoch: the same users cut the same way)
+    _memory_steps: int | None = field(default=None, repr=False)
 
     @property
     def local(self) -> bool:
@@ -76,7 +78,9 @@ class Inputs:
         """Optimiser steps of a whole epoch, the same on every rank (the LR schedule's unit)."""
         if self.stream is not None:  # len(stream) less a mid-epoch resume's start_batch
             return self.stream.steps_per_reader * self.stream.cfg.workers
-        return len(self.batches(0, proc))
+        if self._memory_steps is None:
+            self._memory_steps = len(self.batches(0, proc))
+        return self._memory_steps
 
     def train_batches(self, epoch: int, proc: Process) -> Iterator[Batch]:
         """(users, inputs, targets) of each step of ``epoch``: the GLOBAL batch (memory: every

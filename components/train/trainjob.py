@@ -29,7 +29,7 @@ from pathlib import Path
 
 from components.core.model_artifact import ARTIFACT_FILES
 from components.errors import ConfigError, DwlrecError
-from components.train.launch import checkpoint_dir
+from components.train.launch import checkpoint_dir, copy_artifact
 
 TRAINER_CONTAINER = "node"  # the torch runtime's trainer container (and replicated job)
 VOLUME_NAME = "dwlrec-work"
@@ -182,9 +182,7 @@ def run_trainjob(
     wait(client, name, spec)
     if not all((work / "model" / f).is_file() for f in ARTIFACT_FILES):
         raise TrainJobFailed(f"TrainJob {name} completed but {work / 'model'} has no model")
-    Path(model_dir).mkdir(parents=True, exist_ok=True)
-    for f in ARTIFACT_FILES:
-        shutil.copyfile(work / "model" / f, Path(model_dir) / f)
+    copy_artifact(work / "model", model_dir)
     return {"trainjob": name, "work_dir": str(work), "nodes": spec.nodes}
 
 
