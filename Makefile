@@ -9,7 +9,7 @@ TORCH_SPEC  ?= torch==2.13.0
 TORCH_INDEX ?=
 EXTRAS      ?= dev
 
-.PHONY: install demo test test-all lint spark-test docker-test clean
+.PHONY: install demo test test-all lint spark-test cluster-test docker-test clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ lint: install
 spark-test: install
 	$(PIP) install -q -e ".[$(EXTRAS),spark]"
 	$(PY) -m pytest -q -m spark
+
+# multi-node training simulated on this machine: torchrun nodes, the TrainJob launcher on a fake API
+cluster-test: install
+	$(PY) -m pytest -q -m cluster
 
 docker-test: install
 	bash .ci/docker

@@ -22,6 +22,9 @@ from components.ingest import ingest
 from components.stats import compute_stats
 from tests.kfp_helpers import TINY_INGEST
 
+# several torchrun nodes on 127.0.0.1: minutes on 2 cores; `make cluster-test` (a CI stage) runs them
+pytestmark = pytest.mark.cluster
+
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 300
 TRAIN_ARGS = [

@@ -19,6 +19,9 @@ from components.train.trainjob import TrainJobFailed, TrainJobSpec, job_name
 from tests.fake_k8s import FakeKubernetes
 from tests.kfp_helpers import TINY_INGEST
 
+# several torchrun nodes on 127.0.0.1: minutes on 2 cores; `make cluster-test` (a CI stage) runs them
+pytestmark = pytest.mark.cluster
+
 REPO = Path(__file__).resolve().parents[1]
 OPTIONS = {"max_len": 12, "d_model": 16, "n_blocks": 1, "batch_size": 16, "threads": 1}
 
