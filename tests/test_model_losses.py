@@ -61,10 +61,14 @@ def _ce_reference(states, items, targets):
     return torch.tensor(out, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("max_logits", [7, 40, 1 << 20])  # many chunks, row blocks, one block
-def test_ce_matches_reference_and_autograd(max_logits):
+@pytest.mark.parametrize(
+    "max_logits, max_cols",
+    # many chunks, row blocks, one block, row x column tiles, the device default (None)
+    [(7, None), (40, None), (1 << 20, None), (12, 4), (None, None)],
+)
+def test_ce_matches_reference_and_autograd(max_logits, max_cols):
     states, items, targets = _inputs()
-    got = full_ce(states, targets, items, max_logits=max_logits)
+    got = full_ce(states, targets, items, max_logits=max_logits, max_cols=max_cols)
     _close(got, _ce_reference(states.detach(), items.detach(), targets))
 
     def plain():  # the unchunked formula, differentiated by autograd
@@ -73,11 +77,30 @@ def test_ce_matches_reference_and_autograd(max_logits):
 
     ref_grads = _grads(plain, states, items)
     got_grads = _grads(
-        lambda: full_ce(states, targets, items, max_logits=max_logits) * 1.7, states, items
+        lambda: full_ce(states, targets, items, max_logits, max_cols) * 1.7, states, items
     )
     _close(got_grads[0], ref_grads[0] * 1.7)
     _close(got_grads[1], ref_grads[1] * 1.7)
     assert torch.all(got_grads[1][0] == 0)  # the padding row is never a candidate
+
+
+def test_ce_under_cpu_bf16_autocast_is_the_float32_loss_to_bf16_precision():
+    """--precision bf16 on a CPU: the products in bf16, the softmax sums in float32."""
+    torch.manual_seed(0)
+    states = torch.randn(50, 16, requires_grad=True)
+    items = (0.3 * torch.randn(200, 16)).requires_grad_()
+    targets = torch.randint(1, 200, (50,))
+    exact = full_ce(states, targets, items, max_logits=300, max_cols=64)
+    grads = torch.autograd.grad(exact.sum(), (states, items))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = full_ce(states, targets, items, max_logits=300, max_cols=64)
+    low_grads = torch.autograd.grad(low.sum(), (states, items))
+    assert low.dtype == torch.float32
+    assert not torch.equal(low, exact)  # the products did run in bf16
+    torch.testing.assert_close(low, exact, rtol=2e-2, atol=2e-2)
+    for g, e in zip(low_grads, grads, strict=True):
+        assert g.dtype == torch.float32
+        torch.testing.assert_close(g, e, rtol=5e-2, atol=2e-2)
 
 
 def test_ce_gradcheck():

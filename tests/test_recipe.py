@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -18,7 +19,12 @@ from components.evaluate.cli import main as evaluate_cli
 from components.evaluate.evaluate import evaluate
 from components.report.report import report
 from components.schema import load_dataset
-from components.train.config import SELECT_METRICS
+from components.train.cli import main as train_cli
+from components.train.config import LOSS_NORMS, SELECT_METRICS, TrainConfig
+from components.train.data import TrainWindows
+from components.train.distributed import Process
+from components.train.losses import LossFunction
+from components.train.step import StepParts, make_optimizer, make_scheduler, train_step
 from components.train.trainer import train
 from components.train.validation import evaluate_split
 from tests.eval_fixtures import chain_sequences, write_dataset, write_stats
@@ -143,3 +149,81 @@ def test_one_protocol_from_train_through_evaluate_and_report(data, tmp_path, cap
             tmp_path / "r",
             baseline="kept",
         )
+
+
+def _one_step_gradients(
+    loss_norm_tpu: float | None, inputs: np.ndarray, targets: np.ndarray
+) -> tuple[list[torch.Tensor], float]:
+    """The gradients one train_step leaves (no clipping), from one fixed initial model."""
+    torch.manual_seed(0)
+    model = SeqRecModel(ModelConfig(n_items=N_ITEMS, max_len=5, d_model=16, dropout=0.0))
+    train_cfg = TrainConfig(grad_clip=0.0)
+    optimizer, _ = make_optimizer(train_cfg, model, None)
+    parts = StepParts(
+        model,
+        model,
+        LossFunction("ce", N_ITEMS),
+        None,
+        optimizer,
+        make_scheduler(train_cfg, optimizer, 10),
+        0.0,
+        Process(),
+        targets_per_user=loss_norm_tpu,
+    )
+    batch_loss, count = train_step(parts, inputs, targets, epoch=1, step=1)
+    assert count == int((targets > 0).sum())
+    return [p.grad.clone() for p in model.parameters() if p.grad is not None], batch_loss
+
+
+def test_token_loss_norm_weighs_every_target_the_same_whatever_the_batch():
+    """--loss-norm token divides by users × the mean targets per user: a batch of short
+    sequences then moves the model by what its few targets are worth (as inside a shuffled
+    batch), not as much as a batch of long ones. The logged loss stays the per-target mean."""
+    inputs = np.array([[0, 0, 0, 1, 2], [0, 0, 0, 4, 5]])  # 2 users, 4 targets
+    targets = np.array([[0, 0, 0, 2, 3], [0, 0, 0, 5, 6]])
+    plain, plain_loss = _one_step_gradients(None, inputs, targets)
+    token, token_loss = _one_step_gradients(3.0, inputs, targets)  # norm 2 × 3 = 6, not 4
+    assert token_loss == pytest.approx(plain_loss, rel=1e-6)
+    for a, b in zip(plain, token, strict=True):
+        torch.testing.assert_close(b, a * 4 / 6, rtol=1e-5, atol=1e-6)
+
+
+def test_targets_per_user_counts_each_training_window():
+    # users of 1, 3 and 9 train items; max_len 5: windows give 0 (no user), 2 and 5 targets
+    windows = TrainWindows(np.array([0, 1, 4, 13]), np.arange(1, 14), max_len=5)
+    assert list(windows.users) == [1, 2]
+    assert windows.targets_per_user == pytest.approx(3.5)
+    _, targets = windows.batch(windows.users)
+    assert (targets > 0).sum() == 7
+
+
+def test_loss_norm_is_checked_recorded_and_a_cli_flag(data, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="--loss-norm"):
+        TrainConfig(loss_norm="sample")
+    _, dataset, _ = data
+    train(dataset, None, tmp_path / "m", **TINY, epochs=1, patience=0, loss_norm="token")
+    config = json.loads((tmp_path / "m/config.json").read_text())
+    assert config["train"]["loss_norm"] == "token"
+    assert TrainConfig().loss_norm in LOSS_NORMS
+    argv = ["--dataset", str(dataset), "--output", str(tmp_path / "x"), "--loss-norm", "tokens"]
+    with pytest.raises(SystemExit):
+        train_cli(argv)
+    assert "--loss-norm" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_bf16_precision_trains_on_a_cpu_and_is_recorded(data, tmp_path):
+    """--precision bf16 on a CPU (AMX / AVX-512 BF16 make its products fast): it learns the
+    tiny dataset like float32 does, and config.json and the summary say which one ran."""
+    with pytest.raises(ConfigError, match="--precision"):
+        TrainConfig(precision="fp8")
+    _, dataset, _ = data
+    common = {**TINY, "epochs": 3, "patience": 0, "dropout": 0.0, "lr": 0.01, "device": "cpu"}
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        runs[precision] = train(dataset, None, tmp_path / precision, precision=precision, **common)
+        config = json.loads((tmp_path / precision / "config.json").read_text())
+        assert config["train"]["precision"] == precision
+    assert (runs["fp32"]["precision"], runs["bf16"]["precision"]) == ("fp32", "bf16")
+    fp32, bf16 = (runs[p]["best_val"]["ndcg@10"] for p in ("fp32", "bf16"))
+    assert bf16 == pytest.approx(fp32, abs=0.1) and bf16 > 0

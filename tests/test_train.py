@@ -29,7 +29,9 @@ from components.stats import compute_stats
 from components.train import cli, trainer
 from components.train.config import (
     DECAYS,
+    LOSS_NORMS,
     OPTIMIZERS,
+    PRECISIONS,
     SELECT_METRICS,
     WEIGHTING_OPTIONS,
     TrainConfig,
@@ -421,7 +423,7 @@ def test_resolve_device(monkeypatch):
 def test_fp16_uses_a_gradient_scaler_and_resumes_exactly(data, tmp_path, monkeypatch):
     """The fp16 path (a pre-Ampere GPU) exercised on CPU: fp16 autocast + a CPU GradScaler."""
     dataset, weights = data
-    monkeypatch.setattr(trainer, "autocast_dtype", lambda device: torch.float16)
+    monkeypatch.setattr(trainer, "autocast_dtype", lambda device, precision: torch.float16)
     options = dict(scheme="dynamic", loss="ce", epochs=2, **TINY)
     straight = train(dataset, weights, tmp_path / "straight", **options)
     train(dataset, weights, tmp_path / "resumed", stop_after_epochs=1, **options)
@@ -515,6 +517,8 @@ def test_cli_defaults_mirror_the_library():
         "norm": NORMS,
         "optimizer": OPTIMIZERS,
         "select_metric": SELECT_METRICS,
+        "loss_norm": LOSS_NORMS,
+        "precision": PRECISIONS,
     }
     assert "(default: 200)" in " ".join(parser.format_help().split())  # --max-len
 
@@ -555,7 +559,7 @@ def test_trains_on_cuda_with_the_device_precision(data, tmp_path):
 def test_fp16_with_a_cuda_gradient_scaler(data, tmp_path, monkeypatch):
     """The pre-Ampere path (T4, V100) on whatever GPU there is: fp16 autocast + GradScaler."""
     dataset, weights = data
-    monkeypatch.setattr(trainer, "autocast_dtype", lambda device: torch.float16)
+    monkeypatch.setattr(trainer, "autocast_dtype", lambda device, precision: torch.float16)
     options = dict(scheme="dynamic", epochs=2, lr=0.01, device="cuda", **{**TINY, "threads": 0})
     train(dataset, weights, tmp_path / "m", stop_after_epochs=1, **options)
     summary = train(dataset, weights, tmp_path / "m", resume=True, **options)

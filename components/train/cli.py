@@ -19,9 +19,11 @@ from components.errors import ConfigError
 from components.train.config import (
     DATA_SOURCES,
     DECAYS,
+    LOSS_NORMS,
     LOSSES,
     MODEL_OPTIONS,
     OPTIMIZERS,
+    PRECISIONS,
     SELECT_METRICS,
     WEIGHTING_OPTIONS,
     TrainConfig,
@@ -158,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_option(opt, "grad_clip", "max gradient norm; 0 = off")
     add_option(
+        opt,
+        "loss_norm",
+        "divide a batch's loss by its number of targets (batch) or by its users x the mean "
+        "targets per user (token: every target weighs the same, also with --length-buckets)",
+        choices=LOSS_NORMS,
+    )
+    add_option(
         opt, "patience", "stop after this many epochs without a better --select-metric; 0 = off"
     )
     add_option(
@@ -234,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_option(dev, "device", "auto: cuda if available, else cpu", choices=DEVICES)
     add_option(dev, "threads", "CPU threads for torch; 0 = default")
     add_option(dev, "compile", "torch.compile the model")
+    add_option(
+        dev,
+        "precision",
+        "autocast of training: auto (bf16 on recent GPUs, fp16 on older ones, fp32 on CPU), "
+        "fp32, or bf16 (also on a CPU: fast where it has AMX / AVX-512 BF16)",
+        choices=PRECISIONS,
+    )
     add_option(dev, "val_batch_size", "users per batch of the validation pass")
     add_option(
         dev,

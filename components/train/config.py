@@ -20,7 +20,13 @@ from components.options import Checked
 
 LOSSES = ("ce", "sampled", "bce", "gbce", "mml")  # the base losses (components.train.losses)
 DECAYS = ("none", "linear", "cosine")
-OPTIMIZERS = ("adam", "adamw")  # adam: L2 weight decay in the gradient; adamw: decoupled
+OPTIMIZERS = ("adam", "adamw")
+# what a batch's loss is divided by: batch = its own number of targets (every batch weighs the
+# same); token = its users × the mean targets per user of the train split (every target weighs
+# the same, whatever the batch: length-bucketed batches then optimise what shuffled ones do)
+LOSS_NORMS = ("batch", "token")
+# autocast: auto = bf16 on recent GPUs, fp16 on old ones, fp32 on CPU (components.train.distributed)
+PRECISIONS = ("auto", "fp32", "bf16")  # adam: L2 weight decay in the gradient; adamw: decoupled
 # where the training windows come from: memory = the whole train split loaded and batched in
 # this process (components.train.data); stream = the ingest step's sharded training view, read
 # per (rank, worker) in bounded memory (components.train.streaming)
@@ -45,6 +51,7 @@ class TrainConfig(Checked):
     warmup_steps: int = 0
     decay: str = "none"  # none | linear | cosine, to 0 at the last step of `epochs`
     grad_clip: float = 1.0  # max gradient norm; 0 = off
+    loss_norm: str = "batch"  # batch | token: the divisor of a batch's loss (LOSS_NORMS)
     patience: int = 5  # early stopping: epochs without a better select_metric; 0 = off
     select_metric: str = "ndcg@10"  # validation metric that keeps the best epoch
     # the run's evaluation protocol: the user's earlier items out of the ranking (validation
@@ -73,6 +80,7 @@ class TrainConfig(Checked):
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # CPU threads for torch; 0 = torch's default
     compile: bool = False  # torch.compile the model (CUDA)
+    precision: str = "auto"  # auto | fp32 | bf16 (PRECISIONS): the autocast of training
     val_batch_size: int = 1024
     length_buckets: int = 0  # > 1: batch users of similar length, sorting runs of N batches
     data: str = "memory"  # memory | stream: where the training windows come from (DATA_SOURCES)
@@ -96,6 +104,8 @@ class TrainConfig(Checked):
             ("optimizer", OPTIMIZERS),
             ("select_metric", SELECT_METRICS),
             ("data", DATA_SOURCES),
+            ("loss_norm", LOSS_NORMS),
+            ("precision", PRECISIONS),
         ):
             value = getattr(self, name)
             if value not in allowed:

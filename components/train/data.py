@@ -29,6 +29,12 @@ class TrainWindows:
         """Train items per user [n_users]."""
         return np.diff(self.offsets)
 
+    @property
+    def targets_per_user(self) -> float:
+        """Mean next-item targets per training user (min(length - 1, max_len) each)."""
+        lengths = self.lengths[self.users]
+        return float(np.minimum(lengths - 1, self.max_len).mean())
+
     def batch(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """users [B] → (inputs [B, max_len], targets [B, max_len]) int64, left-padded with 0."""
         ends = self.offsets[users + 1]  # one past each user's last train item

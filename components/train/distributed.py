@@ -1,8 +1,10 @@
 """Devices and processes: the precision a device trains in, the torchrun process group, and the
 few collective operations the trainer needs (rank 0 decides, every process follows).
 
-Precision follows the device (``autocast_dtype``): bf16 autocast on CUDA devices of compute
-capability >= 8.0, fp16 autocast with a gradient scaler on older ones (T4, V100), float32 on CPU.
+Precision (``autocast_dtype``, train's ``--precision``): ``auto`` follows the device — bf16
+autocast on CUDA devices of compute capability >= 8.0, fp16 autocast with a gradient scaler on
+older ones (T4, V100), float32 on CPU; ``bf16`` asks for bf16 autocast on any device (on a CPU
+with AMX or AVX-512 BF16 its matrix products are several times faster); ``fp32`` turns it off.
 
 The process group and its collectives live in ``components.core.process_group`` (the evaluate
 step shares them); device names in ``components.core.devices``.
@@ -40,9 +42,14 @@ __all__ = [
 ]
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """The autocast dtype on ``device``: bf16 from compute capability 8.0 (Ampere) on, fp16 on
-    older GPUs (T4, V100: trained with a gradient scaler), None (float32) on CPU."""
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype on ``device`` for ``precision`` (auto | fp32 | bf16): auto is bf16
+    from compute capability 8.0 (Ampere) on, fp16 on older GPUs (T4, V100: trained with a
+    gradient scaler), None (float32) on CPU."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
     if device.type != "cuda":
         return None
     if torch.cuda.get_device_capability(device) >= (8, 0):

@@ -101,6 +101,9 @@ class StepParts:
     autocast: torch.dtype | None = None  # None: float32
     scaler: torch.amp.GradScaler | None = None  # fp16 only
     aux: DomainLoss | None = None  # --aux-domain λ > 0: the domain head's loss
+    # --loss-norm token: the train split's mean targets per user; a batch's loss is then
+    # divided by its users × this instead of its own number of targets
+    targets_per_user: float | None = None
 
 
 def _target_users(
@@ -163,6 +166,11 @@ def train_step(
     inputs = to_device(inputs_np, device)  # [b, L' <= max_len]
     targets = to_device(targets_np_mine, device)  # [b, L']
     is_target = targets > 0
+    norm: float = count  # the loss's divisor (--loss-norm)
+    if parts.targets_per_user is not None:
+        # the GLOBAL batch's users (targets_np is the global batch, or this rank's local one)
+        n_users = _global_count(len(targets_np), proc, device) if local else len(targets_np)
+        norm = n_users * parts.targets_per_user
     flat_targets = targets[is_target]  # [N_local]
     with torch.autocast(
         device.type, dtype=parts.autocast or torch.float32, enabled=parts.autocast is not None
@@ -177,11 +185,11 @@ def train_step(
             else torch.ones_like(per_example)
         )
         # Σω·ℓ / N over the GLOBAL batch; DDP averages gradients over processes, hence × world
-        loss = weighted_mean(per_example.float(), omega.float(), count) * proc.world_size
+        loss = weighted_mean(per_example.float(), omega.float(), norm) * proc.world_size
         if parts.aux is not None:  # + λ·Σℓ_domain / N, unweighted (losses.DomainLoss says why)
             domain = parts.aux(parts.model.domain_logits(states), flat_targets)  # [N_local]
-            loss = loss + parts.aux.weight * domain.float().sum() / count * proc.world_size
-    batch_loss = loss.detach().double() / proc.world_size
+            loss = loss + parts.aux.weight * domain.float().sum() / norm * proc.world_size
+    batch_loss = loss.detach().double() * (norm / count) / proc.world_size  # per target
     if proc.world_size > 1:
         dist.all_reduce(batch_loss)
     if not torch.isfinite(batch_loss):

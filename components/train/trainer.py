@@ -162,7 +162,7 @@ def _train(dataset_dir, weights_path, out: Path, *, resume: bool, **options) -> 
     cfg, model_options = split_options(options)
     device = resolve_device(cfg.device, local_rank())  # fails fast: nothing read or written yet
     proc = init_process(device)
-    amp_dtype = autocast_dtype(device)
+    amp_dtype = autocast_dtype(device, cfg.precision)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     inputs = read_inputs(cfg, model_options, dataset_dir, weights_path, device, proc)
@@ -185,6 +185,7 @@ def _train(dataset_dir, weights_path, out: Path, *, resume: bool, **options) -> 
         autocast=amp_dtype,
         scaler=scaler,
         aux=inputs.aux,
+        targets_per_user=inputs.windows.targets_per_user if cfg.loss_norm == "token" else None,
     )
     identity = run_identity(cfg, inputs.model_cfg, inputs.fingerprint, inputs.weights_dataset)
     run = Run(inputs, parts, device, out, identity)
