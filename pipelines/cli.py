@@ -98,6 +98,7 @@ def _gpu_args(group) -> None:
 def _machine_args(parser: argparse.ArgumentParser, target: str | None, gpu: bool = True) -> None:
     """Compile options; ``target`` None adds --target; ``gpu`` False (local runs) leaves out the
     machine flags: a local run compiles the kubeflow target without a GPU."""
+    from pipelines.ingest_spark import add_spark_arguments
     from pipelines.pipeline import PipelineConfig
     from pipelines.targets import TARGETS, MachineConfig
 
@@ -125,6 +126,7 @@ def _machine_args(parser: argparse.ArgumentParser, target: str | None, gpu: bool
         )
     if gpu:
         _gpu_args(group)
+        add_spark_arguments(parser)
     group.add_argument(
         "--image", help="CPU image of every step (default $DWLREC_IMAGE or dwlrec:latest)"
     )
@@ -177,6 +179,7 @@ def _param_args(parser: argparse.ArgumentParser) -> None:
 def pipeline_config(args, target: str | None = None):
     """The PipelineConfig the command-line options describe (validated)."""
     from components.kfp_support import cpu_image, cuda_image
+    from pipelines.ingest_spark import spark_settings
     from pipelines.pipeline import PipelineConfig
     from pipelines.targets import MachineConfig, Toleration, parse_node_selector
 
@@ -204,6 +207,7 @@ def pipeline_config(args, target: str | None = None):
         distributed_train=args.distributed_train,
         machine_type=args.machine_type,
         trainjob_runtime=args.trainjob_runtime,
+        **spark_settings(args),
     )
     return config
 
@@ -250,6 +254,7 @@ def _compile(args) -> None:
     )
     nodes = config.distributed_train
     where = f", train on {nodes} nodes" if nodes > 1 else ""
+    where += ", ingest on Spark" if config.ingest_engine == "spark" else ""
     print(f"wrote {path} (target {config.machine.target}, train/evaluate: {gpu}{where})")
 
 

@@ -24,6 +24,7 @@ from components.options import Checked
 from components.report import component as report_component
 from components.stats import component as stats_component
 from pipelines.distributed import train_op_for, train_task_params
+from pipelines.ingest_spark import SparkIngestConfig, check_spark_ingest, spark_ingest_tasks
 from pipelines.targets import MachineConfig, request_machine
 
 PIPELINE_NAME = "sparse-domain-dwl"
@@ -52,12 +53,17 @@ class PipelineConfig(Checked):
     distributed_train: int = 1
     machine_type: str = ""  # vertex --distributed-train: the nodes' machine type ("" = derived)
     trainjob_runtime: str = "torch-distributed"  # kubeflow: the TrainJob's (Cluster)TrainingRuntime
+    # "spark": ingest as a SparkApplication (kubeflow) / Dataproc batch (vertex), see
+    # pipelines/ingest_spark.py; "local": inside the ingest task
+    ingest_engine: str = "local"
+    spark: SparkIngestConfig = field(default_factory=SparkIngestConfig)
 
     def validate(self) -> None:
         self.machine.validate()
         from pipelines.distributed import check_distributed
 
         check_distributed(self)
+        check_spark_ingest(self)
         if self.parallelism < 0:
             raise ConfigError(f"--parallelism must be >= 0, got {self.parallelism}")
         if self.retries < 0 or self.retry_backoff_s < 0:
@@ -139,9 +145,13 @@ def build_pipeline(config: PipelineConfig | None = None):
         evaluate. eval_options/report_options/baseline: the evaluate and report steps'. Options
         left out take the step's defaults.
         """
-        ingest_task = ingest_op(source=source, input_uri=input_uri, options=ingest_options)
+        if config.ingest_engine == "spark":
+            dataset, ingest_tasks = spark_ingest_tasks(config, source, input_uri, ingest_options)
+        else:
+            ingest_task = ingest_op(source=source, input_uri=input_uri, options=ingest_options)
+            dataset, ingest_tasks = ingest_task.outputs["dataset"], {"ingest": ingest_task}
         stats_task = stats_op(
-            dataset=ingest_task.outputs["dataset"],
+            dataset=dataset,
             fixed_domains=fixed_domains,
             options=stats_options,
             variants=variants,
@@ -150,7 +160,7 @@ def build_pipeline(config: PipelineConfig | None = None):
         specs = stats_task.outputs["Output"]
         with dsl.ParallelFor(specs, parallelism=config.parallelism) as variant:
             train_task = train_op(
-                dataset=ingest_task.outputs["dataset"],
+                dataset=dataset,
                 stats=stats_task.outputs["domain_stats"],
                 variant=variant,
                 loss=loss,
@@ -162,7 +172,7 @@ def build_pipeline(config: PipelineConfig | None = None):
                 **train_task_params(config, checkpoint_root),
             )
             evaluate_task = evaluate_op(
-                dataset=ingest_task.outputs["dataset"],
+                dataset=dataset,
                 stats=stats_task.outputs["domain_stats"],
                 model=train_task.outputs["model"],
                 variant=variant,
@@ -185,7 +195,7 @@ def build_pipeline(config: PipelineConfig | None = None):
             options=report_options,
         )
         tasks = {
-            "ingest": ingest_task,
+            **ingest_tasks,
             "stats": stats_task,
             "train": train_task,
             "evaluate": evaluate_task,

@@ -68,6 +68,11 @@ def executor_problems(spec: dict, config) -> list[str]:
 
             problems += distributed_problems(name, container, spec, config)
             continue
+        if step == "dataproc" and getattr(config, "ingest_engine", "local") == "spark":
+            from pipelines.ingest_spark import dataproc_problems
+
+            problems += dataproc_problems(name, container, spec, config)
+            continue
         image = config.step_image if step in GPU_STEPS else config.image
         if container["image"] != image:
             problems.append(f"{name}: image {container['image']!r}, expected {image!r}")

@@ -1,10 +1,14 @@
-"""A small fake Kubernetes API on 127.0.0.1 for the TrainJob launcher's tests.
+"""Small fake Kubernetes APIs on 127.0.0.1 for the launchers' tests.
 
-It serves what ``kubeflow.trainer.TrainerClient`` calls: the trainer's version ConfigMap, the
-``torch-distributed`` ClusterTrainingRuntime, TrainJob create/get and the pod list. Its
-"kubelet" plays the torch runtime: for each created TrainJob it starts ``numNodes`` local
-processes of the job's trainer command with the ``PET_*`` rendezvous the runtime sets, then
-marks the job Complete (every node exited 0) or Failed.
+``FakeKubernetes`` serves what ``kubeflow.trainer.TrainerClient`` calls: the trainer's version
+ConfigMap, the ``torch-distributed`` ClusterTrainingRuntime, TrainJob create/get and the pod
+list. Its "kubelet" plays the torch runtime: for each created TrainJob it starts ``numNodes``
+local processes of the job's trainer command with the ``PET_*`` rendezvous the runtime sets,
+then marks the job Complete (every node exited 0) or Failed.
+
+``FakeSparkOperator`` serves ``SparkApplication`` create/get/delete and plays scripted states;
+``SparkOperatorRunner`` plays the operator for real: it runs each created application's main
+file as a local process (the driver) and marks it COMPLETED or FAILED.
 """
 
 from __future__ import annotations
@@ -205,3 +209,123 @@ class FakeKubernetes(FakeApiServer):
                 return self.send(201, body)
 
         return Handler
+
+
+SPARK_PATH = re.compile(
+    r"/apis/sparkoperator\.k8s\.io/v1beta2/namespaces/([^/]+)/sparkapplications(?:/([^/]+))?"
+)
+
+
+class FakeSparkOperator(FakeApiServer):
+    """``with FakeSparkOperator(tmp, states) as api:`` — ``api.kubeconfig`` points a client at
+    it; ``api.apps`` holds what was created; each GET of an application reports the next of
+    ``states`` (``(state, errorMessage)``; the last one repeats). Only namespace ``team-a``
+    has the SparkApplication resource."""
+
+    def __init__(self, tmp: Path, states: list[tuple[str, str]]):
+        self.states = states
+        self.apps: dict[str, dict] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.gets = 0
+        super().__init__(tmp, "team-a")
+
+    def created(self, name: str) -> None:
+        """A new application ``name`` (the operator's part; scripted states: nothing)."""
+
+    def observed(self, app: dict) -> None:
+        """Before a GET answers: the next scripted state."""
+        state, message = self.states[min(self.gets, len(self.states) - 1)]
+        self.gets += 1
+        if state:
+            app["status"] = {"applicationState": {"state": state, "errorMessage": message}}
+
+    def _handler(self):
+        api = self
+
+        class Handler(JsonHandler):
+            def _route(self) -> tuple[str, str] | None:
+                path = self.path.split("?")[0]
+                api.requests.append((self.command, path))
+                match = SPARK_PATH.fullmatch(path)
+                if not match or match.group(1) != "team-a":
+                    self.send(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+                    return None
+                return match.group(1), match.group(2) or ""
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                if self._route() is None:
+                    return
+                body = self.read_json()
+                name = body["metadata"]["name"]
+                if name in api.apps:
+                    return self.send(409, {"kind": "Status", "code": 409, "reason": "Exists"})
+                api.apps[name] = body
+                api.created(name)
+                return self.send(201, body)
+
+            def do_GET(self) -> None:  # noqa: N802
+                if (route := self._route()) is None:
+                    return
+                app = api.apps.get(route[1])
+                if app is None:
+                    return self.send(404, {"kind": "Status", "code": 404})
+                api.observed(app)
+                return self.send(200, app)
+
+            def do_DELETE(self) -> None:  # noqa: N802
+                if (route := self._route()) is None:
+                    return
+                api.apps.pop(route[1], None)
+                return self.send(200, {"kind": "Status", "status": "Success"})
+
+        return Handler
+
+
+class SparkOperatorRunner(FakeSparkOperator):
+    """The operator and a one-process "cluster": each created SparkApplication's driver runs as
+    ``python <main file> <arguments> <extra>`` here (a main file ending in ``main_suffix`` is
+    ``main`` — the image's copy is the repository's), with the driver's volume mounts checked:
+    an ``--output`` outside them fails the application, as it would on a cluster.
+    ``api.runs`` counts the drivers started, ``api.logs`` holds their output."""
+
+    def __init__(self, tmp: Path, main: Path, main_suffix: str, extra: list[str]):
+        self.main, self.main_suffix, self.extra = main, main_suffix, extra
+        self.runs = 0
+        self.logs: dict[str, str] = {}
+        super().__init__(tmp, [("", "")])
+
+    def observed(self, app: dict) -> None:
+        pass  # the driver thread sets the state
+
+    def created(self, name: str) -> None:
+        self.apps[name]["status"] = {"applicationState": {"state": "SUBMITTED"}}
+        thread = threading.Thread(target=self._drive, args=(name,), daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _drive(self, name: str) -> None:
+        app = self.apps[name]
+        spec = app["spec"]
+        self.runs += 1
+        main = spec["mainApplicationFile"]
+        path = str(self.main) if main.endswith(self.main_suffix) else main.removeprefix("local://")
+        args = spec["arguments"]
+        output = args[args.index("--output") + 1]
+        mounts = [m["mountPath"] for m in spec["driver"].get("volumeMounts", [])]
+        state, message = "FAILED", "driver container failed with ExitCode: 2, Reason: Error"
+        if any(Path(output).is_relative_to(m) for m in mounts):
+            app["status"] = {"applicationState": {"state": "RUNNING"}}
+            proc = subprocess.run(
+                [sys.executable, path, *args, *self.extra],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            self.logs[name] = proc.stdout + proc.stderr
+            if proc.returncode == 0:
+                state, message = "COMPLETED", ""
+            else:
+                message = message.replace("2", str(proc.returncode), 1)
+        else:
+            self.logs[name] = f"--output {output} is not on a volume of the driver ({mounts})"
+        app["status"] = {"applicationState": {"state": state, "errorMessage": message}}

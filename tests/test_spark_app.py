@@ -1,11 +1,9 @@
 """The Spark Operator launcher (components.ingest.spark_app) against a small fake Kubernetes API
-on 127.0.0.1 that records the created ``SparkApplication`` and plays its states (the pattern of
-tests/fake_k8s.py); and the job entry point's arguments (components.ingest.spark_main)."""
+on 127.0.0.1 that records the created ``SparkApplication`` and plays its states
+(tests/fake_k8s.FakeSparkOperator); and the job entry point's arguments
+(components.ingest.spark_main)."""
 
 from __future__ import annotations
-
-import re
-from pathlib import Path
 
 import pytest
 
@@ -19,69 +17,11 @@ from components.ingest.spark_app import (
     run_spark_application,
 )
 from components.ingest.spark_main import spark_arguments
-from tests.fake_k8s import FakeApiServer, JsonHandler
+from tests.fake_k8s import FakeSparkOperator
 
 pytest.importorskip("kubernetes")
 
-PATH = re.compile(r"/apis/sparkoperator\.k8s\.io/v1beta2/namespaces/([^/]+)/sparkapplications")
 ARGS = ["--source", "movielens", "--input", "gs://b/ml-20m", "--output", "/work/out/ml20m"]
-
-
-class FakeSparkOperator(FakeApiServer):
-    """``with FakeSparkOperator(tmp, states) as api:`` — ``api.kubeconfig`` points a client at
-    it; ``api.apps`` holds what was created; each GET of an application reports the next of
-    ``states`` (``(state, errorMessage)``; the last one repeats). Only namespace ``team-a``
-    has the SparkApplication resource."""
-
-    def __init__(self, tmp: Path, states: list[tuple[str, str]]):
-        self.states = states
-        self.apps: dict[str, dict] = {}
-        self.requests: list[tuple[str, str]] = []
-        self.gets = 0
-        super().__init__(tmp, "team-a")
-
-    def _handler(self):
-        api = self
-
-        class Handler(JsonHandler):
-            def _route(self) -> tuple[str, str] | None:
-                path = self.path.split("?")[0]
-                api.requests.append((self.command, path))
-                match = re.fullmatch(PATH.pattern + r"(?:/([^/]+))?", path)
-                if not match or match.group(1) != "team-a":
-                    self.send(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
-                    return None
-                return match.group(1), match.group(2) or ""
-
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                if self._route() is None:
-                    return
-                body = self.read_json()
-                name = body["metadata"]["name"]
-                if name in api.apps:
-                    return self.send(409, {"kind": "Status", "code": 409, "reason": "Exists"})
-                api.apps[name] = body
-                return self.send(201, body)
-
-            def do_GET(self) -> None:  # noqa: N802
-                if (route := self._route()) is None:
-                    return
-                app = api.apps.get(route[1])
-                if app is None:
-                    return self.send(404, {"kind": "Status", "code": 404})
-                state, message = api.states[min(api.gets, len(api.states) - 1)]
-                api.gets += 1
-                if state:
-                    app["status"] = {"applicationState": {"state": state, "errorMessage": message}}
-                return self.send(200, app)
-
-            def do_DELETE(self) -> None:  # noqa: N802
-                if (route := self._route()) is None:
-                    return
-                api.apps.pop(route[1], None)
-                return self.send(200, {"kind": "Status", "status": "Success"})
-
-        return Handler
 
 
 SPEC = SparkAppSpec(
