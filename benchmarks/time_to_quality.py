@@ -66,6 +66,7 @@ def summarise(log: list[dict], levels: list[float]) -> dict:
             {
                 "epoch": r["epoch"],
                 "wall_s": r["until_wall_s"],
+                "cpu_s": r["until_cpu_s"],
                 **{k: r.get(k) for k in ("val_ndcg@10", "test_ndcg@10", "test_recall@10")},
             }
             for r in epochs

@@ -216,7 +216,6 @@ def test_shards_and_batch_must_split_over_the_ranks_and_workers(data, tmp_path):
         ({"data": "disk"}, "--data: unknown data 'disk'; choose one of \\['memory', 'stream'\\]"),
         ({"data_workers": -1}, "--data-workers must be >= 0"),
         ({"data_workers": 1}, "--data-workers applies to --data stream only"),
-        ({"data": "stream", "length_buckets": 4}, "--length-buckets applies to --data memory"),
     ],
 )
 def test_bad_data_options_are_one_config_error(options, message):

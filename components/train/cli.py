@@ -182,8 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_option(
         opt,
         "length_buckets",
-        "> 1: batch users of similar length (sorted within runs of N batches); "
-        "much faster when sequences are short; 0 = plain shuffle",
+        "> 1: batch users of similar length (sorted within runs of N batches): much faster "
+        "when sequences are short, and with --loss-norm token the same objective; 0 = plain "
+        "shuffle; not used by --data stream",
     )
     add_option(
         opt,

@@ -50,8 +50,9 @@ class TrainConfig(Checked):
     weight_decay: float = 0.0
     warmup_steps: int = 0
     decay: str = "none"  # none | linear | cosine, to 0 at the last step of `epochs`
-    grad_clip: float = 1.0  # max gradient norm; 0 = off
-    loss_norm: str = "batch"  # batch | token: the divisor of a batch's loss (LOSS_NORMS)
+    # max gradient norm; 0 = off (the reference's; with loss_norm token clipping only slowed it)
+    grad_clip: float = 0.0
+    loss_norm: str = "token"  # batch | token: the divisor of a batch's loss (LOSS_NORMS)
     patience: int = 5  # early stopping: epochs without a better select_metric; 0 = off
     select_metric: str = "ndcg@10"  # validation metric that keeps the best epoch
     # the run's evaluation protocol: the user's earlier items out of the ranking (validation
@@ -82,7 +83,10 @@ class TrainConfig(Checked):
     compile: bool = False  # torch.compile the model (CUDA)
     precision: str = "auto"  # auto | fp32 | bf16 (PRECISIONS): the autocast of training
     val_batch_size: int = 1024
-    length_buckets: int = 0  # > 1: batch users of similar length, sorting runs of N batches
+    # > 1: batch users of similar length, sorting runs of N batches (less padding; with
+    # loss_norm token the same objective as a plain shuffle); 0 or 1: plain shuffle. --data
+    # stream: not used (the view's shuffle buffer orders the windows)
+    length_buckets: int = 16
     data: str = "memory"  # memory | stream: where the training windows come from (DATA_SOURCES)
     # stream: DataLoader workers per rank reading the view; 0 = the training process reads
     # (batches are the same with 0 and 1; 1+ overlaps reading with training); the view's
@@ -153,8 +157,6 @@ class TrainConfig(Checked):
                 raise ConfigError(
                     f"{option_name(name)}: expected true or false, got {getattr(self, name)!r}"
                 )
-        if self.data == "stream" and self.length_buckets > 1:  # the view has its own order
-            raise ConfigError("--length-buckets applies to --data memory only, not --data stream")
         if self.data == "memory" and self.data_workers:
             raise ConfigError("--data-workers applies to --data stream only, not --data memory")
         WeightingSpec(scheme=self.scheme, **self.weighting_given())  # checks the given values
