@@ -1,21 +1,27 @@
-"""Out-of-core check of the ingest engines (issue 16): the same generated raw interactions
-processed by ``--engine arrow`` and by ``--engine duckdb`` under a small
-``--duckdb-memory-limit``, each in its own process; prints one JSON object with each engine's
-seconds and peak RSS and whether the output tables are identical. Linux only (/proc).
+"""Out-of-core check of the ingest engines (issue 16); prints one JSON object. Linux only.
+
+Default: the end-to-end ingest (``python -m components.ingest --source movielens``) of a
+generated ML-20M-format ``ratings.csv`` (``benchmarks/ingest.py``'s generator), by
+``--engine arrow`` and by ``--engine duckdb`` under ``--memory-limit``, each in its own process:
+wall seconds, peak RSS (the child's ``ru_maxrss``), whether DuckDB read the file itself (the
+out-of-core path) and how much it spilled, and whether the two outputs are the same bytes
+(``manifest.json``'s sha256 of both Parquet files and of every training-view shard).
 
     python benchmarks/ingest_duckdb_memory.py --rows 20000000 --memory-limit 1GB
-    python benchmarks/ingest_duckdb_memory.py --rows 2000000 --memory-limit 128MB   # the test's
+    python benchmarks/ingest_duckdb_memory.py --rows 2000000 --memory-limit 256MB
 
-The raw table (string ids, file order shuffled, ~1% exact repeats, timestamp ties) is written
-once as Parquet; each engine's process reads it (``baseline_rss_mb``: RSS after reading), resets
-the kernel's peak counter, runs ``components.ingest.core.process`` (``peak_rss_mb``: the peak
-during it, the raw table included) and writes the two output tables.
+``--raw-table``: the older check of ``components.ingest.core.process`` alone on a generated raw
+Arrow table (string ids, file order shuffled, ~1% exact repeats, timestamp ties) written once as
+Parquet; each engine's process reads it (``baseline_rss_mb``), resets the kernel's peak counter
+and runs the processing (``peak_rss_mb``: the raw table included).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -102,6 +108,58 @@ def run_engine(raw_path: Path, out_dir: Path, engine: str, memory_limit: str, th
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def end_to_end(rows: int, memory_limit: str, threads: int, seed: int) -> dict:
+    """Both engines through the CLI on a generated ML-20M-format file; see the module doc."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from ingest import generate_ml20m_format
+
+    with tempfile.TemporaryDirectory(prefix="dwlrec-engines-") as tmp:
+        root = Path(tmp)
+        started = time.perf_counter()
+        generated = generate_ml20m_format(root / "ml", rows, seed=seed)
+        generate_seconds = time.perf_counter() - started
+        figures, manifests = {}, {}
+        for engine in ("arrow", "duckdb"):
+            command = [sys.executable, "-m", "components.ingest", "--source", "movielens"]
+            command += ["--input", str(root / "ml"), "--output", str(root / engine)]
+            command += ["--engine", engine, "--duckdb-memory-limit", memory_limit]
+            command += ["--duckdb-threads", str(threads)]
+            figures[engine], log = _run_measured(command)
+            manifests[engine] = json.loads((root / engine / "manifest.json").read_text())
+            if engine == "duckdb":
+                spilled = re.findall(r"at most ([0-9.]+) MB of tables spilled", log)
+                figures[engine]["out_of_core"] = "(DuckDB)" in log and "in-memory reader" not in log
+                figures[engine]["spilled_mb"] = float(spilled[-1]) if spilled else None
+        arrow, duck = manifests["arrow"], manifests["duckdb"]
+        return {
+            "rows": rows,
+            "ratings_csv_mb": round(generated["bytes"] / 2**20),
+            "generate_seconds": round(generate_seconds, 1),
+            "duckdb_memory_limit": memory_limit,
+            "duckdb_threads": threads,
+            "interactions_out": arrow["counts"]["interactions"],
+            "arrow": figures["arrow"],
+            "duckdb": figures["duckdb"],
+            "same_bytes": arrow["files"] == duck["files"]
+            and arrow.get("training_view") == duck.get("training_view"),
+            "same_counts": arrow["counts"] == duck["counts"],
+        }
+
+
+def _run_measured(command: list[str]) -> tuple[dict, str]:
+    """Run ``command`` from the repository; its wall seconds and peak RSS, and its stderr."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+        err.seek(0)
+        log = err.read().decode("utf-8", "replace")
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"{' '.join(command)} failed:\n{log[-3000:]}")
+    return {"seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024)}, log
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=20_000_000)
@@ -109,11 +167,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="duckdb threads (0: all cores)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--raw-table", action="store_true", help="the older check of the processing alone"
+    )
+    parser.add_argument(
         "--child", nargs=3, metavar=("RAW", "OUT", "ENGINE"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
     if args.child:
-        child(*args.child, args.memory_limit, args.threads)
+        raw_path, out_dir, engine = args.child
+        child(raw_path, out_dir, engine, args.memory_limit, args.threads)
+        return 0
+    if not args.raw_table:
+        print(json.dumps(end_to_end(args.rows, args.memory_limit, args.threads, args.seed)))
         return 0
     with tempfile.TemporaryDirectory(prefix="dwlrec-engines-") as tmp:
         root = Path(tmp)

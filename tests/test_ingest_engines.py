@@ -42,7 +42,7 @@ OPTION_SETS = {
 
 def run_both(raw: RawData, **options) -> dict:
     """Each engine's Processed, or the (type, message) of the error it raised."""
-    results = {}
+    results: dict = {}
     for engine in ("arrow", "duckdb"):
         try:
             results[engine] = process(raw, IngestOptions(engine=engine, **options))
@@ -225,7 +225,7 @@ def test_engine_options_are_checked_before_any_work():
     IngestOptions(duckdb_memory_limit="1.5gb")
     for bad in (-1, 1.5, True):
         with pytest.raises(ConfigError, match="--duckdb-threads"):
-            IngestOptions(duckdb_threads=bad)  # type: ignore[arg-type]
+            IngestOptions(duckdb_threads=bad)
     with pytest.raises(ConfigError, match="--engine"):
         engines.get_engine("beam")
     assert set(engines.ENGINE_MODULES) == set(ENGINES)  # every engine named has a module
@@ -262,3 +262,103 @@ def test_duckdb_spills_under_a_small_limit_with_one_thread(tmp_path, caplog):
     assert duck.interactions.equals(arrow.interactions) and duck.items.equals(arrow.items)
     assert duck.counts == arrow.counts and duck.counts["duplicates_removed"] > 0
     assert list(tmp_path.iterdir()) == []  # scratch removed
+
+
+# --------------------------------------------------------------------------- out of core (native)
+# With --engine duckdb, MovieLens ratings files and table CSV/Parquet inputs are read by DuckDB
+# itself and the output streamed into the files (components/ingest/native/): the same bytes.
+
+
+def write_table_csv_domains(root: Path) -> Path:
+    """A table CSV without an items table: the domain column repeated on the events (with
+    conflicting and empty values), as fixtures_formats' other writers use PLAN."""
+    lines = ["user,item,ts,rating,cat"]
+    for k, (u, i, t, r) in enumerate(fx.PLAN):
+        cat = fx.SEQ_DOMAINS[i] if k % 5 else ["Other", " Makeup | Tools ", ""][k % 3]
+        lines.append(f"u{u},i{i},{t},{r},{cat}")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "events.csv").write_text("\n".join(lines) + "\n")
+    return root / "events.csv"
+
+
+def write_table_parquet_domains(root: Path) -> Path:
+    """Parquet events with integer ids, float-seconds times, NaN/null ratings and list domains."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = fx.PLAN
+    pq.write_table(
+        pa.table({
+            "user_id": pa.array([u for u, _, _, _ in rows], pa.int32()),
+            "item_id": [f"sku{i}" for _, i, _, _ in rows],
+            "timestamp": pa.array([t + 0.5 for _, _, t, _ in rows], pa.float64()),
+            "rating": [None if k % 11 == 0 else r for k, (_, _, _, r) in enumerate(rows)],
+            "domains": [fx.SEQ_DOMAINS[i].split("|") if k % 4 else [] for k, (_, i, _, _)
+                        in enumerate(rows)],
+        }),
+        root / "interactions.parquet",
+        row_group_size=64,
+    )  # fmt: skip
+    return root
+
+
+NATIVE_FORMATS = {
+    "movielens-100k": ("movielens", fx.write_ml100k, {}),
+    "movielens-100k-zip": ("movielens", fx.write_ml100k_zip, {}),
+    "movielens-1m": ("movielens", fx.write_ml1m, {}),
+    "movielens-20m": ("movielens", fx.write_ml20m, {}),
+    "movielens-20m-gz": ("movielens", lambda root: fx.write_ml20m(root, gz=True), {}),
+    "table-csv": ("table", fx.write_table_csv, TABLE_CSV_OPTIONS),
+    "table-csv-domains": (
+        "table",
+        write_table_csv_domains,
+        {"user_col": "user", "item_col": "item", "time_col": "ts", "domain_col": "cat"},
+    ),
+    "table-parquet": ("table", fx.write_table_parquet, {}),
+    "table-parquet-domains": ("table", write_table_parquet_domains, {}),
+}
+SAME_KEYS = ("files", "training_view", "counts", "bad_examples", "domains", "source_files")
+
+
+def ingest_both(source: str, input_path, out: Path, caplog, **options) -> dict:
+    """Each engine's manifest (or its error); the duckdb run must take the out-of-core path."""
+    results: dict = {}
+    for engine in ("arrow", "duckdb"):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="dwlrec.ingest"):
+            try:
+                results[engine] = ingest(
+                    source, out / engine, str(input_path), engine=engine, **options
+                )
+            except (ConfigError, InputError) as exc:
+                results[engine] = (type(exc).__name__, str(exc))
+        if engine == "duckdb":
+            results["log"] = caplog.text
+    return results
+
+
+def assert_same_files(results: dict) -> None:
+    arrow, duck = results["arrow"], results["duckdb"]
+    if isinstance(arrow, tuple) or isinstance(duck, tuple):
+        assert arrow == duck  # the same error, word for word
+        return
+    for key in SAME_KEYS:
+        assert duck.get(key) == arrow.get(key), key  # files: the same sha256, the same bytes
+    assert list(duck["counts"]) == list(arrow["counts"])
+    assert {**duck["options"], "engine": "arrow"} == arrow["options"]
+    assert {k: v for k, v in duck.items() if k not in ("options", "versions")} == {
+        k: v for k, v in arrow.items() if k not in ("options", "versions")
+    }
+
+
+@pytest.mark.parametrize("name", NATIVE_FORMATS)
+def test_the_out_of_core_path_writes_the_same_files(tmp_path, monkeypatch, caplog, name):
+    source, write, reader_options = NATIVE_FORMATS[name]
+    monkeypatch.setattr(fx, "PLAN", tied_plan(seed=len(name)))
+    input_path = write(tmp_path / "input")
+    written = 0
+    for label, options in OPTION_SETS.items():
+        results = ingest_both(source, input_path, tmp_path / label, caplog,
+                              **reader_options, **options)  # fmt: skip
+        assert "(DuckDB)" in results["log"] and "in-memory reader" not in results["log"]
+        assert_same_files(results)
+        written += isinstance(results["arrow"], dict)
+    assert written >= len(OPTION_SETS) - 1  # (table-parquet has no ratings to threshold)

@@ -117,14 +117,17 @@ PROCESSING_HELP: dict[str, tuple[Callable[[str], Any], str | None]] = {
     ),
     "engine": (
         str,
-        "processing engine: arrow (in memory, fastest when it fits), duckdb (spills to disk next "
-        "to --output past --duckdb-memory-limit) or spark (pyspark; local[2], or the cluster "
-        "spark-submit gives it: components/ingest/spark_main.py); identical outputs",
+        "processing engine: arrow (in memory, fastest when it fits), duckdb (out of core: "
+        "reads MovieLens ratings and table CSV/Parquet files itself and spills to disk next to "
+        "--output past --duckdb-memory-limit; other inputs through the in-memory reader) or "
+        "spark (pyspark; local[2], or the cluster spark-submit gives it: "
+        "components/ingest/spark_main.py); identical outputs",
     ),
     "duckdb_memory_limit": (
         str,
-        "duckdb engine: memory limit of DuckDB's buffers, e.g. 4GB, 512MiB (the raw input and "
-        "the output tables are held in memory besides)",
+        "duckdb engine: memory limit of DuckDB's buffers, e.g. 4GB, 512MiB (the process needs "
+        "~0.1 GB more, plus ~0.1 GB of output buffers; an input the in-memory reader reads "
+        "is held in memory besides)",
     ),
     "duckdb_threads": (int, "duckdb engine: worker threads (0: one per core)"),
 }

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -38,7 +39,15 @@ from components.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA
 log = logging.getLogger("dwlrec.ingest")
 
 # IngestOptions is re-exported: ``components.ingest.core.IngestOptions`` (pipelines/validate.py)
-__all__ = ["IngestOptions", "Processed", "check_bad_rows", "process"]
+__all__ = [
+    "IngestOptions",
+    "Prepared",
+    "Processed",
+    "check_bad_rows",
+    "finish",
+    "prepare",
+    "process",
+]
 
 
 @dataclass
@@ -86,26 +95,31 @@ def _drop_blank_ids(raw: RawData) -> RawData:
     )
 
 
-def process(raw: RawData, options: IngestOptions, scratch: Path | None = None) -> Processed:
-    """Filter, re-index and split a source's raw tables (SPEC §3) with ``options.engine``.
+@dataclass
+class Prepared:
+    """What ``prepare`` checked and set up before an engine runs."""
 
-    ``scratch``: the output path; an engine that spills writes under its parent (None: $TMPDIR).
-    """
-    options.validate()
-    engine = get_engine(options.engine)  # an unknown engine or a missing package fails first
-    raw = _drop_blank_ids(raw)
+    counts: dict  # rows_read … removed_by_rating_threshold (the engine adds the rest)
+    effective: dict  # the options in effect
+    notes: dict  # row_unit, adjusted_options
+    min_user: int  # the users' k-core threshold in effect
+
+
+def prepare(raw: RawData, n_parsed: int, has_ratings: bool, options: IngestOptions) -> Prepared:
+    """The checks before processing (malformed-row threshold, no rows, a rating threshold
+    without ratings) and the counts so far; ``raw``'s interactions table is not read (an
+    out-of-core scan passes an empty one and its own ``n_parsed`` / ``has_ratings``)."""
     check_bad_rows(raw, options.max_bad_fraction)
-    table = raw.interactions
     counts = {
         "rows_read": raw.rows_read,
         "bad_rows": raw.bad_rows,
         **{k: int(v) for k, v in raw.counts.items()},
-        "rows_parsed": table.num_rows,
+        "rows_parsed": n_parsed,
         "removed_by_rating_threshold": 0,
     }
-    if table.num_rows == 0:
+    if n_parsed == 0:
         raise InputError("the input holds no interactions (0 rows parsed)")
-    if options.rating_threshold is not None and table.column("rating").null_count == table.num_rows:
+    if options.rating_threshold is not None and not has_ratings:
         raise ConfigError("--rating-threshold given but this source has no ratings")
     effective = options_dict(options)
     notes: dict = {} if raw.row_unit == "rows" else {"row_unit": raw.row_unit}
@@ -115,17 +129,64 @@ def process(raw: RawData, options: IngestOptions, scratch: Path | None = None) -
     if adjusted:
         effective["min_user_interactions"] = min_user
         notes["adjusted_options"] = adjusted
-    started = time.perf_counter()
-    reduced = engine(table, options, min_user, scratch)
-    log.info("%s engine: processed in %.1fs", options.engine, time.perf_counter() - started)
-    counts.update(reduced.counts)
+    return Prepared(counts=counts, effective=effective, notes=notes, min_user=min_user)
 
-    item_ids, item_idx, labels = reduced.item_ids, reduced.item_idx, reduced.labels
-    split = _label_names(labels)
-    domains, domain_counts, folded = item_domains(item_ids, item_idx, labels, raw, options)
+
+def finish(
+    prepared: Prepared,
+    raw: RawData,
+    options: IngestOptions,
+    *,
+    engine_counts: dict[str, int],
+    item_ids: pa.Array,
+    n_users: int,
+    n_interactions: int,
+    split_counts: dict[str, int],
+    train_per_item: Callable[[], np.ndarray],
+) -> tuple[pa.Table, dict]:
+    """The items table (domains looked up and capped) and every count, after the engine ran.
+    ``split_counts``: interactions per split name in order of first appearance in the sorted
+    table; ``train_per_item()``: train interactions of item_idx 1..n (read only for caps)."""
+    counts = {**prepared.counts, **engine_counts}
+    domains, domain_counts, folded = item_domains(item_ids, train_per_item, raw, options)
     if folded:
-        notes["folded_domains"] = folded
+        prepared.notes["folded_domains"] = folded
+    items = pa.table(
+        {
+            "item_idx": pa.array(np.arange(1, len(item_ids) + 1), pa.int32()),
+            "item_id": item_ids,
+            "domains": pa.array(domains, pa.list_(pa.string())),
+        },
+        schema=ITEMS_SCHEMA,
+    )
+    counts.update(
+        users=n_users,
+        items=len(item_ids),
+        interactions=n_interactions,
+        **{f"{name}_interactions": n for name, n in split_counts.items()},
+        **domain_counts,
+    )
+    return items, counts
 
+
+def process(raw: RawData, options: IngestOptions, scratch: Path | None = None) -> Processed:
+    """Filter, re-index and split a source's raw tables (SPEC §3) with ``options.engine``.
+
+    ``scratch``: the output path; an engine that spills writes under its parent (None: $TMPDIR).
+    """
+    options.validate()
+    engine = get_engine(options.engine)  # an unknown engine or a missing package fails first
+    raw = _drop_blank_ids(raw)
+    table = raw.interactions
+    has_ratings = table.num_rows > 0 and table.column("rating").null_count < table.num_rows
+    prepared = prepare(raw, table.num_rows, has_ratings, options)
+    started = time.perf_counter()
+    reduced = engine(table, options, prepared.min_user, scratch)
+    log.info("%s engine: processed in %.1fs", options.engine, time.perf_counter() - started)
+
+    item_idx, labels = reduced.item_idx, reduced.labels
+    split = _label_names(labels)
+    n_items = len(reduced.item_ids)
     interactions = pa.table(
         {
             "user_idx": pa.array(reduced.user_idx, pa.int32()),
@@ -135,24 +196,24 @@ def process(raw: RawData, options: IngestOptions, scratch: Path | None = None) -
         },
         schema=INTERACTIONS_SCHEMA,
     )
-    items = pa.table(
-        {
-            "item_idx": pa.array(np.arange(1, len(item_ids) + 1), pa.int32()),
-            "item_id": item_ids,
-            "domains": pa.array(domains, pa.list_(pa.string())),
-        },
-        schema=ITEMS_SCHEMA,
-    )
-    split_counts = pc.value_counts(split).to_pylist()
-    counts.update(
-        users=reduced.n_users,
-        items=len(item_ids),
-        interactions=interactions.num_rows,
-        **{f"{entry['values']}_interactions": entry["counts"] for entry in split_counts},
-        **domain_counts,
+    split_counts = {e["values"]: e["counts"] for e in pc.value_counts(split).to_pylist()}
+    items, counts = finish(
+        prepared,
+        raw,
+        options,
+        engine_counts=reduced.counts,
+        item_ids=reduced.item_ids,
+        n_users=reduced.n_users,
+        n_interactions=interactions.num_rows,
+        split_counts=split_counts,
+        train_per_item=lambda: np.bincount(item_idx[labels == 0], minlength=n_items + 1)[1:],
     )
     return Processed(
-        items=items, interactions=interactions, counts=counts, options=effective, notes=notes
+        items=items,
+        interactions=interactions,
+        counts=counts,
+        options=prepared.effective,
+        notes=prepared.notes,
     )
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -22,12 +23,13 @@ UNMATCHED_WARN_SHARE = 0.05  # warn when more kept items than this have no row i
 
 def item_domains(
     item_ids: pa.Array,
-    item_idx: np.ndarray,
-    labels: np.ndarray,
+    train_per_item: Callable[[], np.ndarray],
     raw: RawData,
     options: IngestOptions,
 ) -> tuple[list[list[str]], dict[str, int], dict]:
-    """The kept items' domain lists, integer counts for the manifest, and the folded domains."""
+    """The kept items' domain lists, integer counts for the manifest, and the folded domains.
+
+    ``train_per_item()``: the train interactions of item_idx 1..n (called only for the caps)."""
     domains, missing = _item_domains(item_ids, raw.items)
     n_items, unmatched = len(domains), int(missing.sum())
     source = raw.items_source or "the items table"
@@ -47,8 +49,7 @@ def item_domains(
             log.warning("%s; they get domain %s", detail, NO_DOMAIN)
     folded: dict = {}
     if options.min_domain_items or options.top_domains:
-        train_per_item = np.bincount(item_idx[labels == 0], minlength=n_items + 1)[1:]
-        domains, folded = _cap_domains(domains, train_per_item, options)
+        domains, folded = _cap_domains(domains, train_per_item(), options)
     n_none = sum(1 for d in domains if d == [NO_DOMAIN])
     if n_items and n_none == n_items:
         if raw.items is None:

@@ -51,14 +51,10 @@ def check_source_options(source: str, source_options: dict) -> None:
         )
 
 
-def _read(source: str, input_uri: str | None, source_options: dict, cache_dir, sha256) -> RawData:
-    if source == "synthetic":
-        check_source_options(source, source_options)
-        return synthetic.generate(synthetic.SyntheticConfig(**source_options))
+def _localize(source: str, input_uri: str | None, source_options: dict, cache_dir, sha256):
+    """The local input path and the source options with local paths (downloads done)."""
     if not input_uri:
         raise ConfigError(f"--input is required for --source {source}")
-    from components.ingest.sources import READERS
-
     check_source_options(source, source_options)
     if source_options.get("domain_map") is not None:  # a bad map fails before any download
         from components.ingest.sources.yelp import load_domain_map
@@ -67,7 +63,7 @@ def _read(source: str, input_uri: str | None, source_options: dict, cache_dir, s
     path = localize(input_uri, cache_dir=cache_dir, sha256=sha256)
     if source_options.get("items"):
         source_options = {**source_options, "items": localize(source_options["items"], cache_dir)}
-    return READERS[source](path, source_options)
+    return path, source_options
 
 
 def ingest(
@@ -87,6 +83,8 @@ def ingest(
     (e.g. ``items``, ``domain_depth``, ``top_tags``; synthetic: ``users``, ``items``, ``seed``…).
     ``output_dir`` may replace only a previous ingest output unless ``overwrite``, and never
     an input (``components.io.check_output``); that is checked before anything is read.
+    With ``engine="duckdb"`` the formats of ``native.SOURCES`` are read, processed and written
+    out of core (``_ingest_out_of_core``).
     """
     if source not in SOURCES:
         raise ConfigError(f"--source {source!r}: expected one of {list(SOURCES)}")
@@ -98,18 +96,35 @@ def ingest(
         "overwrite": overwrite,
     }
     check_output(output_dir, **output)
+    output_dir = Path(output_dir)
 
     started = time.perf_counter()
-    raw = _read(source, input_uri, source_options, cache_dir, sha256)
+    if source == "synthetic":
+        check_source_options(source, source_options)
+        raw = synthetic.generate(synthetic.SyntheticConfig(**source_options))
+    else:
+        path, source_options = _localize(source, input_uri, source_options, cache_dir, sha256)
+        if processing.engine == "duckdb":
+            from components.ingest import native
+
+            if source in native.SOURCES:
+                manifest = _ingest_out_of_core(
+                    source, path, input_uri, source_options, processing, output_dir, output
+                )
+                if manifest is not None:
+                    log.info("wrote %s in %.1fs", output_dir, time.perf_counter() - started)
+                    return manifest
+        from components.ingest.sources import READERS
+
+        raw = READERS[source](path, source_options)
     log.info(
         "read %d rows (%d malformed) in %.1fs",
         raw.rows_read,
         raw.bad_rows,
         time.perf_counter() - started,
     )
-    processed = core.process(raw, processing, scratch=Path(output_dir))
+    processed = core.process(raw, processing, scratch=output_dir)
 
-    output_dir = Path(output_dir)
     with atomic_dir(output_dir, **output) as staging, ThreadPoolExecutor(max_workers=1) as pool:
         # the streaming view is written while the contract files are (both release the GIL)
         view = (
@@ -124,30 +139,141 @@ def ingest(
         )
         write_parquet_atomic(processed.items, staging / ITEMS_FILE)
         write_parquet_atomic(processed.interactions, staging / INTERACTIONS_FILE)
-        manifest = {
-            "source": source,
-            "input": str(input_uri) if input_uri else None,
-            "source_files": raw.source_files,
-            "options": {
-                **processed.options,  # in effect: e.g. min_user_interactions raised to 3
-                **{k: _jsonable(v) for k, v in source_options.items()},
-            },
-            **processed.notes,  # adjusted_options, folded_domains (when any)
-            "counts": processed.counts,
-            "bad_examples": raw.bad_examples,
-            "domains": _domain_item_counts(processed.items),
-            "files": {
-                name: {"sha256": sha256_file(staging / name)}
-                for name in (ITEMS_FILE, INTERACTIONS_FILE)
-            },
-            "versions": library_versions(),
-        }
-        if view is not None:  # the streaming view; manifest "files" and the fingerprint stay
-            manifest["training_view"] = view.result()
-        if source == "synthetic":
-            manifest["synthetic"] = synthetic.describe(synthetic.SyntheticConfig(**source_options))
-        write_json_atomic(staging / MANIFEST_FILE, manifest)
+        manifest = _manifest(
+            staging,
+            source,
+            input_uri,
+            raw,
+            source_options,
+            processed.counts,
+            processed.options,
+            processed.notes,
+            processed.items,
+            view.result() if view is not None else None,
+        )
     log.info("wrote %s in %.1fs", output_dir, time.perf_counter() - started)
+    return manifest
+
+
+def _ingest_out_of_core(
+    source: str,
+    path: Path,
+    input_uri: str | None,
+    source_options: dict,
+    processing: IngestOptions,
+    output_dir: Path,
+    output: dict,
+) -> dict | None:
+    """``--engine duckdb`` end to end in DuckDB: the raw file scanned by DuckDB itself
+    (``native.scan``), processed in SQL (``duckdb_engine.reduce_sql``), the sorted result
+    streamed into ``interactions.parquet`` and the training view (``stream_output``), the
+    same bytes as the in-memory path. None: ``native.scan`` fell back (logged); the caller
+    reads the input with the in-memory reader."""
+    from components.ingest import native
+    from components.ingest.engines import duckdb_engine, get_engine
+    from components.ingest.stream_output import SCAN_BATCH_ROWS, write_stream
+
+    processing.validate()
+    get_engine(processing.engine)  # duckdb not installed: the ConfigError saying so
+    started = time.perf_counter()
+    with duckdb_engine.connect(processing, output_dir) as con:
+        scan = native.scan(con, source, path, source_options)
+        if scan is None:
+            return None
+        raw = scan.raw
+        log.info(
+            "read %d rows (%d malformed) in %.1fs (DuckDB)",
+            raw.rows_read,
+            raw.bad_rows,
+            time.perf_counter() - started,
+        )
+        prepared = core.prepare(raw, scan.n_parsed, scan.has_ratings, processing)
+        sql = duckdb_engine.reduce_sql(
+            con,
+            processing,
+            prepared.min_user,
+            scan.n_parsed,
+            release=lambda: native.drop_scan(con),
+        )
+        with atomic_dir(output_dir, **output) as staging:
+            shards = processing.train_shards
+            spool = duckdb_engine.scratch_path(con)  # (asked before the result is open)
+            written = write_stream(
+                sql.result.to_arrow_reader(batch_size=SCAN_BATCH_ROWS),
+                staging / INTERACTIONS_FILE,
+                staging / VIEW_DIR if shards else None,
+                shards,
+                len(sql.item_ids),
+                spool=spool,
+            )
+            if written.rows != sql.n_interactions:
+                raise RuntimeError(
+                    f"duckdb engine: wrote {written.rows} interactions, expected "
+                    f"{sql.n_interactions}"
+                )
+            duckdb_engine.log_spilled(con, sql, processing)
+            items, counts = core.finish(
+                prepared,
+                raw,
+                processing,
+                engine_counts=sql.counts,
+                item_ids=sql.item_ids,
+                n_users=sql.n_users,
+                n_interactions=written.rows,
+                split_counts=written.split_counts,
+                train_per_item=lambda: written.train_per_item[1:],
+            )
+            write_parquet_atomic(items, staging / ITEMS_FILE)
+            return _manifest(
+                staging,
+                source,
+                input_uri,
+                raw,
+                source_options,
+                counts,
+                prepared.effective,
+                prepared.notes,
+                items,
+                written.view,
+            )
+
+
+def _manifest(
+    staging: Path,
+    source: str,
+    input_uri: str | None,
+    raw: RawData,
+    source_options: dict,
+    counts: dict,
+    effective: dict,
+    notes: dict,
+    items,
+    view: dict | None,
+) -> dict:
+    """Write ``manifest.json`` into ``staging`` (the data files are there) and return it."""
+    manifest = {
+        "source": source,
+        "input": str(input_uri) if input_uri else None,
+        "source_files": raw.source_files,
+        "options": {
+            **effective,  # in effect: e.g. min_user_interactions raised to 3
+            **{k: _jsonable(v) for k, v in source_options.items()},
+        },
+        **notes,  # adjusted_options, folded_domains (when any)
+        "counts": counts,
+        "bad_examples": raw.bad_examples,
+        "domains": _domain_item_counts(items),
+        "files": {
+            name: {"sha256": sha256_file(staging / name)}
+            for name in (ITEMS_FILE, INTERACTIONS_FILE)
+        },
+        "versions": library_versions(),
+    }
+    if view is not None:  # the streaming view; manifest "files" and the fingerprint stay
+        manifest["training_view"] = view
+    if source == "synthetic":
+        manifest["synthetic"] = synthetic.describe(synthetic.SyntheticConfig(**source_options))
+    write_json_atomic(staging / MANIFEST_FILE, manifest)
     return manifest
 
 

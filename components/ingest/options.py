@@ -37,7 +37,9 @@ class IngestOptions(Checked):
     train_shards: int = 8
     # the processing engine: arrow (in memory) or duckdb (out of core: spills past the limit)
     engine: str = "arrow"
-    duckdb_memory_limit: str = "4GB"  # DuckDB's own buffers; the raw and output tables are extra
+    # DuckDB's own buffers; out of core (components/ingest/native/) the output is streamed,
+    # an input read by the in-memory reader instead is extra
+    duckdb_memory_limit: str = "4GB"
     duckdb_threads: int = 0  # 0: one per core
 
     def validate(self) -> None:

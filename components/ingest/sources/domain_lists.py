@@ -42,15 +42,32 @@ def domains_per_item(item_ids: pa.Array, domain_lists: pa.Array) -> tuple[pa.Tab
     Each item keeps its most common non-empty value (ties: the one seen first); returns the raw
     items table, the number of items whose rows disagree, and an example of such an item.
     """
+    rows = np.arange(len(domain_lists), dtype=np.int64)
+    return domains_per_item_counted(item_ids, domain_lists, np.ones_like(rows), rows)
+
+
+def domains_per_item_counted(
+    item_ids: pa.Array, domain_lists: pa.Array, counts: np.ndarray, first_rows: np.ndarray
+) -> tuple[pa.Table, int, str]:
+    """``domains_per_item`` of rows already counted: each entry stands for ``counts[k]`` rows
+    of item ``item_ids[k]`` with domains ``domain_lists[k]``, the first of them at row
+    ``first_rows[k]`` (e.g. the (item, value) groups of an out-of-core scan)."""
     keys = pc.fill_null(pc.binary_join(domain_lists, _SEP), "")
     table = pa.table(
-        {"item": item_ids, "key": keys, "row": pa.array(np.arange(len(keys), dtype=np.int64))}
+        {
+            "item": item_ids,
+            "key": keys,
+            "n": pa.array(np.asarray(counts, dtype=np.int64)),
+            "row": pa.array(np.asarray(first_rows, dtype=np.int64)),
+        }
     ).filter(pc.greater(pc.utf8_length(keys), 0))
     if table.num_rows == 0:
         return raw_items(pa.array([], pa.string()), pa.array([], pa.list_(pa.string()))), 0, ""
-    grouped = table.group_by(["item", "key"]).aggregate([("row", "count"), ("row", "min")])
+    grouped = table.group_by(["item", "key"]).aggregate([("n", "sum"), ("row", "min")])
+    # the groups in order of first appearance (items then get codes in that order)
+    grouped = grouped.take(pc.sort_indices(grouped.column("row_min")))
     codes = pc.dictionary_encode(grouped.column("item")).combine_chunks().indices.to_numpy()
-    count = grouped.column("row_count").to_numpy()
+    count = grouped.column("n_sum").to_numpy()
     first_row = grouped.column("row_min").to_numpy()
     order = np.lexsort((first_row, -count, codes))
     best = order[np.r_[True, codes[order][1:] != codes[order][:-1]]]
