@@ -227,3 +227,5 @@ def test_bf16_precision_trains_on_a_cpu_and_is_recorded(data, tmp_path):
     assert (runs["fp32"]["precision"], runs["bf16"]["precision"]) == ("fp32", "bf16")
     fp32, bf16 = (runs[p]["best_val"]["ndcg@10"] for p in ("fp32", "bf16"))
     assert bf16 == pytest.approx(fp32, abs=0.1) and bf16 > 0
+    weights = [load_model(tmp_path / p)[0].item_embeddings() for p in ("fp32", "bf16")]
+    assert not torch.equal(*weights)  # the bf16 products did run
