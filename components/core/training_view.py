@@ -156,10 +156,16 @@ def write_user_rows(
     # shards at once: Parquet encoding and hashing release the GIL (each file is the same)
     with ThreadPoolExecutor(max_workers=min(n_shards, os.cpu_count() or 1)) as pool:
         entries = list(pool.map(write, range(n_shards)))
+    return view_entry(out.name, entries)
+
+
+def view_entry(dir_name: str, entries: list[dict]) -> dict:
+    """The manifest's ``training_view`` entry for the shards' ``entries`` (one per shard, in
+    shard order) written under ``dir_name`` (relative to the dataset directory)."""
     return {
         "format": VIEW_FORMAT,
-        "dir": out.name,  # relative to the dataset directory
-        "n_shards": n_shards,
+        "dir": dir_name,
+        "n_shards": len(entries),
         "hash": HASH_NAME,
         "row_group_rows": ROW_GROUP_ROWS,
         "rows": sum(e["rows"] for e in entries),

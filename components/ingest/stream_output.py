@@ -24,13 +24,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from components.core.training_view import (
-    HASH_NAME,
     ROW_GROUP_ROWS,
-    VIEW_FORMAT,
     VIEW_SCHEMA,
     check_n_shards,
     shard_file,
     shard_of,
+    view_entry,
 )
 from components.ingest.engines.base import LABEL_NAMES
 from components.io import atomic_file, sha256_file
@@ -287,17 +286,7 @@ class _ViewWriter:
                     "sha256": sha256_file(path),
                 }
             )
-        return {
-            "format": VIEW_FORMAT,
-            "dir": self.out.name,
-            "n_shards": self.n_shards,
-            "hash": HASH_NAME,
-            "row_group_rows": ROW_GROUP_ROWS,
-            "rows": sum(e["rows"] for e in entries),
-            "trainable_rows": sum(e["trainable_rows"] for e in entries),
-            "train_interactions": sum(e["train_interactions"] for e in entries),
-            "shards": entries,
-        }
+        return view_entry(self.out.name, entries)
 
     def discard(self) -> None:
         """Close every file and remove the spool (on success and on failure)."""

@@ -273,14 +273,5 @@ def _domains_from_interactions(con, ref: FileRef, columns: dict, options: dict, 
         grouped.column("first").to_numpy(),
     )
     items_source = f"{ref.name} (column {columns['domain']!r})"
-    if conflicting:
-        log.warning(
-            "%s: %d of %d items have conflicting %r values across their rows (%s); each "
-            "item keeps its most common value",
-            ref.name,
-            conflicting,
-            items.num_rows,
-            columns["domain"],
-            example,
-        )
+    table.warn_conflicting_domains(ref, columns["domain"], conflicting, items.num_rows, example)
     return items, items_source, {"items_with_conflicting_domains": conflicting}

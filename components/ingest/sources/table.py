@@ -85,16 +85,7 @@ def read(path: Path, options: dict) -> RawData:
         )
         items_source = f"{ref.name} (column {columns['domain']!r})"
         counts["items_with_conflicting_domains"] = conflicting
-        if conflicting:
-            log.warning(
-                "%s: %d of %d items have conflicting %r values across their rows (%s); each "
-                "item keeps its most common value",
-                ref.name,
-                conflicting,
-                items.num_rows,
-                columns["domain"],
-                example,
-            )
+        warn_conflicting_domains(ref, columns["domain"], conflicting, items.num_rows, example)
     return raw_data(
         table,
         items,
@@ -104,6 +95,23 @@ def read(path: Path, options: dict) -> RawData:
         items_source=items_source,
         counts=counts,
     )
+
+
+def warn_conflicting_domains(
+    ref: FileRef, column: str, conflicting: int, n_items: int, example: str
+) -> None:
+    """The log line for items whose domain column differs across their rows (the in-memory
+    and the out-of-core readers say it alike)."""
+    if conflicting:
+        log.warning(
+            "%s: %d of %d items have conflicting %r values across their rows (%s); each "
+            "item keeps its most common value",
+            ref.name,
+            conflicting,
+            n_items,
+            column,
+            example,
+        )
 
 
 def _is_parquet(ref: FileRef) -> bool:
