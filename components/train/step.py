@@ -1,10 +1,12 @@
 """One optimiser step and what it needs: the optimiser, the learning-rate schedule, the gradient
 scaler (fp16), the model as called (compiled / DDP) and ``train_step``.
 
-The batch loss is Σω·ℓ / N over the GLOBAL batch (N = its number of targets): every process
-builds the same global batch, trains on its shard, and DDP averages the gradients. With a LOCAL
-batch (``local=True``, ``--data stream``: each rank streams its own) N is the all-reduce of the
-ranks' counts, so the loss is the same formula; a weighter that needs every target of the
+The batch loss is Σω·ℓ / N over the GLOBAL batch. ``--loss-norm batch``: N = its number of
+targets; ``token`` (the default): N = its users × the train split's mean targets per user, so
+every target weighs the same whatever the batch's lengths (the logged loss stays Σω·ℓ / its
+targets). Every process builds the same global batch, trains on its shard, and DDP averages the
+gradients. With a LOCAL batch (``local=True``, ``--data stream``: each rank streams its own) the
+counts are all-reduced over the ranks, so the loss is the same formula; a weighter that needs every target of the
 global batch (``DomainWeighter.needs_global_targets``: dynamic counts, dro's group masses) gets
 them all-gathered from the ranks, in rank order.
 """
