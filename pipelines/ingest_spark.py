@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 
 from components.errors import ConfigError
+from components.ingest.spark_app import JVM_SIZE
 from components.options import Checked
 
 INGEST_ENGINES = ("local", "spark")
@@ -30,7 +31,6 @@ GCPC_IMAGE = "gcr.io/ml-pipeline/google-cloud-pipeline-components:"
 DATAPROC_CORES = (4, 8, 16)
 # the launcher task only waits and copies: a small request (literals: SPEC §9)
 LAUNCHER_CPU, LAUNCHER_CPU_LIMIT, LAUNCHER_MEMORY, LAUNCHER_MEMORY_LIMIT = "250m", "1", "512M", "2G"
-_JVM_SIZE = re.compile(r"[1-9][0-9]*[kmgt]", re.IGNORECASE)
 _MAIN_FILE = re.compile(r"(local|gs|s3a|https?)://\S+\.py")
 
 
@@ -64,7 +64,7 @@ class SparkIngestConfig(Checked):
             ("--spark-executor-memory", self.executor_memory),
             ("--spark-driver-memory", self.driver_memory),
         ):
-            if text and not _JVM_SIZE.fullmatch(text):
+            if text and not JVM_SIZE.fullmatch(text):
                 raise ConfigError(f"{flag} {text!r}: expected a JVM size such as 512m or 8g")
         for key, value in self.conf.items():
             if not key or not isinstance(value, str) or any(c.isspace() for c in key):

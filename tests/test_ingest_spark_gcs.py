@@ -6,7 +6,6 @@ and uploads it (refusing a prefix that holds anything but a previous ingest outp
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from kfp.dsl import Dataset
 from components.errors import InputError
 from components.ingest import component as ingest_component
 from components.ingest.spark_task import dataproc_arguments
-from tests.fake_k8s import free_port
+from tests.gcs_emulator import gcs_emulator
 from tests.test_ingest_spark_pipeline import OPTIONS, plain, tree
 
 __all__ = ["plain"]  # the fixture, shared
@@ -23,25 +22,8 @@ __all__ = ["plain"]  # the fixture, shared
 
 @pytest.fixture(scope="module")
 def gcs():
-    pytest.importorskip("gcp_storage_emulator")
-    from gcp_storage_emulator.server import create_server
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    port = free_port()
-    server = create_server("127.0.0.1", port, in_memory=True)
-    server.start()
-    previous = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
-    try:
-        client = storage.Client(credentials=AnonymousCredentials(), project="dwlrec-test")
+    with gcs_emulator() as client:
         yield client.create_bucket("pipeline-root")
-    finally:
-        if previous is None:
-            os.environ.pop("STORAGE_EMULATOR_HOST", None)
-        else:
-            os.environ["STORAGE_EMULATOR_HOST"] = previous
-        server.stop()
 
 
 def _objects(bucket, prefix: str) -> dict[str, bytes]:

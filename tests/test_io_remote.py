@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
-import os
 import shutil
 import socket
 import ssl
@@ -24,6 +23,7 @@ import pytest
 from components.download import localize
 from components.errors import InputError
 from components.schema import load_dataset
+from tests.gcs_emulator import gcs_emulator
 
 SMALL = {"min_user_interactions": 3, "min_item_interactions": 1}
 
@@ -40,18 +40,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def gcs(tmp_path_factory):
     """A GCS emulator on 127.0.0.1 with bucket ``data`` holding ml-100k files under ``ml/``."""
-    pytest.importorskip("gcp_storage_emulator")
-    from gcp_storage_emulator.server import create_server
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    port = free_port()
-    server = create_server("127.0.0.1", port, in_memory=True)
-    server.start()
-    previous = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
-    try:
-        client = storage.Client(credentials=AnonymousCredentials(), project="dwlrec-test")
+    with gcs_emulator() as client:
         bucket = client.create_bucket("data")
         files = fx.write_ml100k(tmp_path_factory.mktemp("gcs-src"))
         for name in ("u.data", "u.item", "u.genre"):
@@ -59,12 +48,6 @@ def gcs(tmp_path_factory):
         archive = fx.write_ml100k_zip(tmp_path_factory.mktemp("gcs-zip"))
         bucket.blob("archives/ml-100k.zip").upload_from_filename(str(archive))
         yield {"files": files, "archive": archive}
-    finally:
-        if previous is None:
-            os.environ.pop("STORAGE_EMULATOR_HOST", None)
-        else:
-            os.environ["STORAGE_EMULATOR_HOST"] = previous
-        server.stop()
 
 
 def test_gs_prefix_and_object_are_localized(gcs, tmp_path):

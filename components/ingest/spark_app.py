@@ -27,7 +27,7 @@ MAIN_FILE = "local:///opt/venv/lib/python3.11/site-packages/components/ingest/sp
 DONE, FAILED = "COMPLETED", ("FAILED", "SUBMISSION_FAILED")
 VOLUME_NAME = "dwlrec-work"
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-_MEMORY = re.compile(r"[1-9][0-9]*[kmgt]", re.IGNORECASE)  # the JVM's sizes: 512m, 4g
+JVM_SIZE = re.compile(r"[1-9][0-9]*[kmgt]", re.IGNORECASE)  # the JVM's sizes: 512m, 4g
 _NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")  # DNS-1035, as the operator requires
 
 
@@ -67,7 +67,7 @@ class SparkAppSpec:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"SparkApplication {flag} {value!r}: expected an integer >= 1")
         for flag, text in (("driver", self.driver_memory), ("executor", self.executor_memory)):
-            if not _MEMORY.fullmatch(str(text)):
+            if not JVM_SIZE.fullmatch(str(text)):
                 raise ConfigError(
                     f"SparkApplication {flag} memory {text!r}: expected a JVM size such as "
                     "'512m' or '4g'"

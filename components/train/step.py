@@ -118,13 +118,14 @@ def _target_users(
     return rows[:, None].expand_as(is_target)[is_target]  # [N_local]
 
 
-def _global_count(count: int, proc: Process, device: torch.device) -> int:
-    """The sum of every rank's ``count`` (one all-reduce; the count itself with one process)."""
+def _global_counts(counts: tuple[int, ...], proc: Process, device: torch.device) -> list[int]:
+    """The sums of every rank's ``counts`` (one all-reduce; the counts themselves with one
+    process)."""
     if proc.world_size == 1:
-        return count
-    total = torch.tensor([count], dtype=torch.int64, device=device)  # nccl: on the GPU
+        return list(counts)
+    total = torch.tensor(counts, dtype=torch.int64, device=device)  # nccl: on the GPU
     dist.all_reduce(total)
-    return int(total.item())
+    return [int(v) for v in total.tolist()]
 
 
 def _global_targets(targets_np: np.ndarray, proc: Process, device: torch.device) -> np.ndarray:
@@ -155,11 +156,11 @@ def train_step(
     """
     proc, weighter = parts.proc, parts.weighter
     device = next(parts.model.parameters()).device
-    count = int((targets_np > 0).sum())
+    count, n_users = int((targets_np > 0).sum()), len(targets_np)
     all_targets = targets_np  # every target of the global batch (what the weighter observes)
     if local:
         mine = np.arange(len(inputs_np))  # all of it is this process's shard
-        count = _global_count(count, proc, device)
+        count, n_users = _global_counts((count, n_users), proc, device)
         if weighter is not None and weighter.needs_global_targets:
             all_targets = _global_targets(targets_np, proc, device)
     else:
@@ -169,9 +170,7 @@ def train_step(
     targets = to_device(targets_np_mine, device)  # [b, L']
     is_target = targets > 0
     norm: float = count  # the loss's divisor (--loss-norm)
-    if parts.targets_per_user is not None:
-        # the GLOBAL batch's users (targets_np is the global batch, or this rank's local one)
-        n_users = _global_count(len(targets_np), proc, device) if local else len(targets_np)
+    if parts.targets_per_user is not None:  # n_users: the GLOBAL batch's
         norm = n_users * parts.targets_per_user
     flat_targets = targets[is_target]  # [N_local]
     with torch.autocast(
