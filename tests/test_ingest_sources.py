@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from components.errors import ConfigError, InputError
+from components.ingest.raw import string_ids
 from components.ingest.sources import READERS
 from components.schema import NO_DOMAIN, load_dataset
 
@@ -28,7 +29,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def rows(raw) -> list[tuple[str, str, int]]:
-    t = raw.interactions
+    t = string_ids(raw.interactions)  # canonical integer ids may come as int64: their text
     return list(
         zip(
             t.column("user_id").to_pylist(),

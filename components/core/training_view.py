@@ -99,19 +99,23 @@ def write_training_view(interactions: pa.Table, out_dir: str | Path, n_shards: i
     """Write the train-split rows of ``interactions`` (SPEC §3 columns) as the view's S shards
     into ``out_dir``; return the manifest entry. Users keep the table's (user, time, file) order."""
     check_n_shards(n_shards)
-    train = interactions.filter(pc.equal(interactions.column("split"), "train"))
-    train = train.select(["user_idx", "item_idx", "timestamp"]).combine_chunks()
-    user, time = (train.column(n).to_numpy() for n in ("user_idx", "timestamp"))
-    same_user = user[1:] == user[:-1]
-    if not (np.all(user[1:] >= user[:-1]) and np.all(time[1:][same_user] >= time[:-1][same_user])):
+    # numpy on the columns (zero-copy for the one-chunk table ingest builds): a table filter,
+    # combine and boolean-indexed checks cost ~3x this on 20M rows
+    is_train = pc.equal(interactions.column("split"), "train").to_numpy(zero_copy_only=False)
+    user, item, time = (
+        np.asarray(interactions.column(name))[is_train]
+        for name in ("user_idx", "item_idx", "timestamp")
+    )
+    user_step = np.diff(user)
+    if (user_step < 0).any() or ((user_step == 0) & (np.diff(time) < 0)).any():
         # stable: ties in time keep their file order (a contract table is sorted already)
-        order = pc.sort_indices(train, [("user_idx", "ascending"), ("timestamp", "ascending")])
-        train = train.take(order).combine_chunks()
-        user = train.column("user_idx").to_numpy()
+        order = np.lexsort((time, user))
+        user, item, time = user[order], item[order], time[order]
+    del user_step
     # each user's rows are one run: list offsets straight from the run starts, no group-by
     starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]]) if len(user) else user[:0]
     offsets = pa.array(np.r_[starts, len(user)].astype(np.int32))
-    items, times = (train.column(n).combine_chunks() for n in ("item_idx", "timestamp"))
+    items, times = pa.array(item, pa.int32()), pa.array(time, pa.int64())
     return write_user_rows(
         user[starts],
         pa.ListArray.from_arrays(offsets, items),

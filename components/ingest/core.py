@@ -33,7 +33,7 @@ from components.ingest.domains import item_domains
 from components.ingest.engines import get_engine
 from components.ingest.engines.base import LABEL_NAMES
 from components.ingest.options import IngestOptions, effective_min_user, options_dict
-from components.ingest.raw import RawData
+from components.ingest.raw import INTEGER_ID, RawData, string_ids
 from components.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA
 
 log = logging.getLogger("dwlrec.ingest")
@@ -75,7 +75,10 @@ def _drop_blank_ids(raw: RawData) -> RawData:
     table = raw.interactions
     if table.num_rows == 0 or all(
         table.column(name).null_count == 0
-        and pc.min(pc.binary_length(table.column(name))).as_py() > 0
+        and (
+            table.schema.field(name).type == INTEGER_ID  # never blank
+            or pc.min(pc.binary_length(table.column(name))).as_py() > 0
+        )
         for name in ("user_id", "item_id")
     ):
         return raw  # the common case: one cheap pass, no mask
@@ -181,6 +184,8 @@ def process(raw: RawData, options: IngestOptions, scratch: Path | None = None) -
     has_ratings = table.num_rows > 0 and table.column("rating").null_count < table.num_rows
     prepared = prepare(raw, table.num_rows, has_ratings, options)
     started = time.perf_counter()
+    if options.engine != "arrow":  # integer ids are the in-memory engine's shortcut
+        table = string_ids(table)
     reduced = engine(table, options, prepared.min_user, scratch)
     log.info("%s engine: processed in %.1fs", options.engine, time.perf_counter() - started)
 
@@ -196,7 +201,7 @@ def process(raw: RawData, options: IngestOptions, scratch: Path | None = None) -
         },
         schema=INTERACTIONS_SCHEMA,
     )
-    split_counts = {e["values"]: e["counts"] for e in pc.value_counts(split).to_pylist()}
+    split_counts = _split_counts(labels)
     items, counts = finish(
         prepared,
         raw,
@@ -215,6 +220,15 @@ def process(raw: RawData, options: IngestOptions, scratch: Path | None = None) -
         options=prepared.effective,
         notes=prepared.notes,
     )
+
+
+def _split_counts(labels: np.ndarray) -> dict[str, int]:
+    """Interactions per split name, in order of first appearance (what ``pc.value_counts`` of
+    the names gives, without hashing 20M strings)."""
+    counts = np.bincount(labels, minlength=len(LABEL_NAMES))
+    present = [label for label in range(len(LABEL_NAMES)) if counts[label]]
+    first = sorted(present, key=lambda label: int(np.argmax(labels == label)))
+    return {LABEL_NAMES[label]: int(counts[label]) for label in first}
 
 
 def _label_names(labels: np.ndarray) -> pa.Array:

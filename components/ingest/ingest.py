@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,7 @@ def ingest(
         time.perf_counter() - started,
     )
     processed = core.process(raw, processing, scratch=output_dir)
+    raw = replace(raw, interactions=raw.interactions.slice(0, 0))  # its memory, before writing
 
     with atomic_dir(output_dir, **output) as staging, ThreadPoolExecutor(max_workers=1) as pool:
         # the streaming view is written while the contract files are (both release the GIL)

@@ -14,6 +14,11 @@ RAW_INTERACTIONS_SCHEMA = pa.schema(
         pa.field("rating", pa.float64()),  # null when the format has no rating (implicit feedback)
     ]
 )
+# A reader may hand the id columns over as int64 instead (``raw_interactions(..., integer_ids=)``)
+# when every id in the file is written in canonical decimal form ("7", never "07", "+7", "0x7"):
+# then distinct strings are distinct integers, so their order and their text are the integers'
+# (``str(int)``) and the engines need not hash 20M strings. ``string_ids`` turns them back.
+INTEGER_ID = pa.int64()
 
 RAW_ITEMS_SCHEMA = pa.schema(
     [
@@ -23,11 +28,20 @@ RAW_ITEMS_SCHEMA = pa.schema(
 )
 
 
+def string_ids(table: pa.Table) -> pa.Table:
+    """``table`` with int64 (canonical) id columns cast back to the contract's strings."""
+    for name in ("user_id", "item_id"):
+        if table.schema.field(name).type == INTEGER_ID:
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, name, table.column(name).cast(pa.string()))
+    return table
+
+
 @dataclass
 class RawData:
     """A source reader's output. Rows are in the files' original order (the stable-sort key)."""
 
-    interactions: pa.Table  # RAW_INTERACTIONS_SCHEMA
+    interactions: pa.Table  # RAW_INTERACTIONS_SCHEMA (ids perhaps INTEGER_ID: see there)
     items: pa.Table | None  # RAW_ITEMS_SCHEMA; items missing from it get domain "(none)"
     rows_read: int  # data rows seen in the interaction file(s), malformed ones included
     bad_rows: int = 0  # malformed rows skipped

@@ -16,8 +16,9 @@ from components.ingest.engines.base import (
     check_rating_left,
 )
 from components.ingest.options import IngestOptions
+from components.ingest.raw import INTEGER_ID
 
-INTEGER_ID = r"^-?[0-9]{1,18}$"  # ids that sort numerically (when every id is one)
+INTEGER_TEXT = r"^-?[0-9]{1,18}$"  # ids that sort numerically (when every id is one)
 
 
 def reduce(
@@ -34,36 +35,46 @@ def reduce(
         check_rating_left(table.num_rows, options.rating_threshold)
         counts["removed_by_rating_threshold"] = n_parsed - table.num_rows
 
-    # Integer codes for the string ids, ranked in the ids' natural order so that re-indexing
-    # later is a monotone map (no second sort).
-    # (both columns at once: the kernels release the GIL, each is one core's work)
+    # two threads throughout: pyarrow's kernels and numpy's sorts and gathers release the GIL
     with ThreadPoolExecutor(max_workers=2) as pool:
-        user_enc, item_enc = pool.map(
-            lambda name: pc.dictionary_encode(table.column(name)).combine_chunks(),
-            ("user_id", "item_id"),
+
+        def each(function, *arrays):
+            return list(pool.map(function, arrays))
+
+        (user_code, user_names), (item_code, item_names) = each(
+            _id_codes, table.column("user_id"), table.column("item_id")
         )
-    user_code = _natural_order(user_enc.dictionary)[user_enc.indices.to_numpy()]
-    item_code = _natural_order(item_enc.dictionary)[item_enc.indices.to_numpy()]
-    item_names = item_enc.dictionary.take(pa.array(np.argsort(_natural_order(item_enc.dictionary))))
-    timestamp = table.column("timestamp").to_numpy().astype(np.int64)
+        timestamp = np.asarray(table.column("timestamp"), dtype=np.int64)
 
-    order = _stable_user_time_order(user_code, timestamp)
-    user_code, item_code, timestamp = user_code[order], item_code[order], timestamp[order]
+        order = _stable_user_time_order(user_code, timestamp)
+        user_code, item_code, timestamp = each(
+            lambda a, index=order: a[index], user_code, item_code, timestamp
+        )
+        del order
 
-    keep = ~_exact_repeats(user_code, item_code, timestamp)
-    counts["duplicates_removed"] = int((~keep).sum())
+        keep = ~_exact_repeats(user_code, item_code, timestamp)
+        counts["duplicates_removed"] = int((~keep).sum())
 
-    n_before_kcore = int(keep.sum())
-    keep = _kcore(user_code, item_code, keep, min_user, options.min_item_interactions)
-    counts["removed_by_kcore"] = n_before_kcore - int(keep.sum())
-    check_kcore_left(int(keep.sum()), n_before_kcore, min_user, options)
-    user_code, item_code, timestamp = user_code[keep], item_code[keep], timestamp[keep]
+        n_before_kcore = int(keep.sum())
+        keep = _kcore(user_code, item_code, keep, min_user, options.min_item_interactions)
+        counts["removed_by_kcore"] = n_before_kcore - int(keep.sum())
+        check_kcore_left(int(keep.sum()), n_before_kcore, min_user, options)
+        if not keep.all():
+            user_code, item_code, timestamp = each(
+                lambda a, index=keep: a[index], user_code, item_code, timestamp
+            )
 
-    # Dense re-index: users 0..U-1, items 1..I (0 is padding), both in the ids' natural order.
-    kept_users = np.bincount(user_code, minlength=len(user_enc.dictionary)) > 0
-    kept_items = np.bincount(item_code, minlength=len(item_enc.dictionary)) > 0
-    user_idx = (np.cumsum(kept_users) - 1)[user_code]
-    item_idx = np.cumsum(kept_items)[item_code]
+        # Dense re-index: users 0..U-1, items 1..I (0 is padding), in the ids' natural order.
+        kept_users, kept_items = each(
+            lambda pair: np.bincount(pair[0], minlength=len(pair[1])) > 0,
+            (user_code, user_names),
+            (item_code, item_names),
+        )
+        user_idx, item_idx = each(
+            lambda pair: pair[0][pair[1]],
+            (np.cumsum(kept_users, dtype=np.int32) - 1, user_code),
+            (np.cumsum(kept_items, dtype=np.int32), item_code),
+        )
     return Reduced(
         user_idx=user_idx,
         item_idx=item_idx,
@@ -73,6 +84,23 @@ def reduce(
         n_users=int(kept_users.sum()),
         counts=counts,
     )
+
+
+def _id_codes(ids: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """(int32 code of each row's id, the distinct ids as strings by code): codes rank the ids in
+    their natural order, so that re-indexing later is a monotone map (no second sort)."""
+    if ids.type == INTEGER_ID:  # canonical integers: a counting pass, no hashing of text
+        chunks = [chunk.to_numpy() for chunk in ids.chunks]
+        present = np.zeros(max((int(c.max()) + 1 for c in chunks if len(c)), default=0), bool)
+        for chunk in chunks:
+            present[chunk] = True
+        rank = np.cumsum(present, dtype=np.int32) - 1
+        codes = np.concatenate([rank[chunk] for chunk in chunks] or [rank[:0]])
+        return codes, pa.array(np.flatnonzero(present)).cast(pa.string())
+    encoded = pc.dictionary_encode(ids).combine_chunks()
+    rank = _natural_order(encoded.dictionary)
+    names = encoded.dictionary.take(pa.array(np.argsort(rank)))
+    return rank.astype(np.int32)[encoded.indices.to_numpy()], names
 
 
 def _natural_order(values: pa.Array) -> np.ndarray:
@@ -87,7 +115,7 @@ def _natural_order(values: pa.Array) -> np.ndarray:
 
 
 def _all_integers(values: pa.Array) -> bool:
-    matches = pc.match_substring_regex(values, INTEGER_ID)
+    matches = pc.match_substring_regex(values, INTEGER_TEXT)
     return bool(pc.all(matches).as_py()) if len(values) else False
 
 
@@ -95,17 +123,32 @@ def _kcore(
     user_code: np.ndarray, item_code: np.ndarray, keep: np.ndarray, min_user: int, min_item: int
 ) -> np.ndarray:
     """``keep`` narrowed until every kept user has >= ``min_user`` and every kept item
-    >= ``min_item`` kept interactions (iterated: dropping one side can push the other under)."""
+    >= ``min_item`` kept interactions (iterated: dropping one side can push the other under).
+
+    Counted once, then updated by the rows each round drops: a round is one pass over the
+    rows of the users and items that just fell under (the fixed point, the k-core, is unique)."""
+    keep = keep.copy()
+    everything = bool(keep.all())
     n_users, n_items = int(user_code.max()) + 1, int(item_code.max()) + 1
+    user_counts = np.bincount(user_code if everything else user_code[keep], minlength=n_users)
+    item_counts = np.bincount(item_code if everything else item_code[keep], minlength=n_items)
+    dropped_users = np.zeros(len(user_counts), dtype=bool)
+    dropped_items = np.zeros(len(item_counts), dtype=bool)
     while True:
-        user_counts = np.bincount(user_code[keep], minlength=n_users)
-        item_counts = np.bincount(item_code[keep], minlength=n_items)
-        new_keep = (
-            keep & (user_counts[user_code] >= min_user) & (item_counts[item_code] >= min_item)
-        )
-        if new_keep.sum() == keep.sum():
+        new_users = (user_counts < min_user) & ~dropped_users
+        new_items = (item_counts < min_item) & ~dropped_items
+        if not (new_users.any() or new_items.any()):
             return keep
-        keep = new_keep
+        dropped_users |= new_users
+        dropped_items |= new_items
+        rows = new_users[user_code] if new_users.any() else np.zeros(len(keep), dtype=bool)
+        if new_items.any():
+            rows |= new_items[item_code]
+        rows &= keep
+        index = np.flatnonzero(rows)
+        keep[index] = False
+        user_counts -= np.bincount(user_code[index], minlength=len(user_counts))
+        item_counts -= np.bincount(item_code[index], minlength=len(item_counts))
 
 
 def _stable_user_time_order(user_code: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
@@ -119,7 +162,11 @@ def _stable_user_time_order(user_code: np.ndarray, timestamp: np.ndarray) -> np.
     t_min = int(timestamp.min())
     t_span = int(timestamp.max()) - t_min + 1
     if (int(user_code.max()) + 1) * t_span < 2**62:
-        return np.argsort(user_code * t_span + (timestamp - t_min), kind="stable")
+        key = user_code.astype(np.int64)  # (user, time) packed in place: no 20M temporaries
+        key *= t_span
+        key += timestamp
+        key -= t_min
+        return np.argsort(key, kind="stable")
     order = np.argsort(timestamp, kind="stable")
     return order[np.argsort(user_code[order], kind="stable")]
 

@@ -94,15 +94,16 @@ def read_delimited(
     # A blank line parses as a row of empty fields (we read with ignore_empty_lines=False so
     # that line numbers stay exact): drop it, and remember its line as skipped. Only rows whose
     # first field is empty can be blank, so the other columns are checked only when there are.
-    blank = pc.equal(pc.utf8_length(table.column(wanted[0])), 0)
-    if pc.any(blank).as_py():
+    first_length = pc.binary_length(table.column(wanted[0]))
+    if table.num_rows and pc.min(first_length).as_py() == 0:  # else: no blank row (common)
+        blank = pc.equal(first_length, 0)
         for name in wanted[1:]:
-            blank = pc.and_(blank, pc.equal(pc.utf8_length(table.column(name)), 0))
-    blank_index = np.flatnonzero(blank.to_numpy(zero_copy_only=False))
-    if len(blank_index):
-        blank_lines = data.lines(blank_index)
-        data.table = data.table.filter(pc.invert(blank))
-        data.skipped_lines = np.sort(np.concatenate([data.skipped_lines, blank_lines]))
+            blank = pc.and_(blank, pc.equal(pc.binary_length(table.column(name)), 0))
+        blank_index = np.flatnonzero(blank.to_numpy(zero_copy_only=False))
+        if len(blank_index):
+            blank_lines = data.lines(blank_index)
+            data.table = data.table.filter(pc.invert(blank))
+            data.skipped_lines = np.sort(np.concatenate([data.skipped_lines, blank_lines]))
     data.rows_read = data.table.num_rows + len(invalid_lines)
     if len(bad_utf8):
         row_lines = data.lines(np.arange(data.table.num_rows))

@@ -40,6 +40,7 @@ def to_numeric(
     columns: dict[str, NumericSpec],
     id_columns: Sequence[str] = (),
     nonempty: Sequence[str] = (),
+    integer_ids: bool = False,
 ) -> pa.Table:
     """Cast ``columns`` to numbers and check ``id_columns`` are integers (kept as strings).
 
@@ -47,6 +48,8 @@ def to_numeric(
     empty (blank) value in ``nonempty`` (string ids), are dropped and recorded in ``bad``; a
     fully valid column is cast in one pyarrow call, the per-row check only runs when that cast
     fails. The kept rows' indices into ``data.table`` are left in ``data.kept``.
+    ``integer_ids``: an id column whose every value is a canonical small integer
+    (``canonical_integers``) comes back as int64 (``raw.INTEGER_ID``), else as strings.
     """
     table = data.table
     invalid = np.zeros(table.num_rows, dtype=bool)
@@ -60,10 +63,17 @@ def to_numeric(
         for row in np.flatnonzero(~ok_np & ~invalid)[:MAX_EXAMPLES]:
             reasons[int(row)] = f"empty {name}"
         invalid |= ~ok_np
+
     # the columns' casts at once: pyarrow's kernels release the GIL, and each is one core's work
+    def convert(check: tuple) -> tuple[pa.ChunkedArray, pa.Array | None, bool]:
+        name, target, _ = check
+        cast, ok = _cast_checked(table.column(name), target)
+        integers = integer_ids and name in id_columns and ok is None
+        return cast, ok, integers and canonical_integers(table.column(name), cast)
+
     with ThreadPoolExecutor(max_workers=max(1, min(len(checks), os.cpu_count() or 1))) as pool:
-        casts = list(pool.map(lambda c: _cast_checked(table.column(c[0]), c[1]), checks))
-    for (name, _, required), (cast, ok) in zip(checks, casts, strict=True):
+        casts = list(pool.map(convert, checks))
+    for (name, _, required), (cast, ok, integers) in zip(checks, casts, strict=True):
         values = table.column(name)
         if not required and ok is not None:  # an empty optional value is null, not malformed
             ok = pc.or_(ok, pc.equal(pc.utf8_length(values), 0))
@@ -73,7 +83,7 @@ def to_numeric(
             for row in np.flatnonzero(~ok_np & ~invalid)[:MAX_EXAMPLES]:
                 reasons[int(row)] = _numeric_reason(name, kind, values[int(row)].as_py())
             invalid |= ~ok_np
-        if name not in id_columns:
+        if name not in id_columns or integers:
             converted[name] = cast
     for name, array in converted.items():
         table = table.set_column(table.schema.get_field_index(name), name, array)
@@ -85,6 +95,40 @@ def to_numeric(
         table = table.filter(pa.array(~invalid))
     data.kept = np.flatnonzero(~invalid) if invalid.any() else None
     return table
+
+
+def canonical_integers(text: pa.ChunkedArray, ints: pa.ChunkedArray) -> bool:
+    """Whether every string of ``text`` is the canonical decimal form of its integer ``ints``
+    (no sign, leading zero or hex: "7", never "07", "-0", "0x7"), the integers >= 0 and dense
+    enough to count with a bincount (<= 4 x rows + 2**20): then distinct strings are distinct
+    integers and each string is ``str`` of its integer.
+
+    pyarrow's cast reads ``-?[0-9]+`` and ``0[xX][0-9a-fA-F]+``; without an x every string is
+    ``-?[0-9]+``, no shorter than its integer's digits, so equal total lengths mean each is
+    canonical. A few linear passes (~0.2 s for 20M ids), no hashing."""
+    n = len(ints)
+    if n == 0 or ints.null_count:
+        return False
+    lo, hi = (scalar.as_py() for scalar in pc.min_max(ints).values())
+    if lo < 0 or hi > 4 * n + (1 << 20):
+        return False
+    text_bytes = 0
+    for chunk in text.chunks:  # an x anywhere in the strings' bytes: maybe hex, not canonical
+        if len(chunk) == 0:
+            continue
+        data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)
+        if ((data | 0x20) == ord("x")).any():
+            return False
+        text_bytes += int(pc.sum(pc.binary_length(chunk)).as_py())
+    counts = np.zeros(hi + 1, dtype=np.int64)
+    for chunk in ints.chunks:
+        counts += np.bincount(chunk.to_numpy(), minlength=hi + 1)
+    values = np.flatnonzero(counts)
+    digits = np.searchsorted(POWERS_OF_TEN, values, side="right") + 1
+    return text_bytes == int((counts[values] * digits).sum())
+
+
+POWERS_OF_TEN = 10 ** np.arange(1, 19, dtype=np.int64)
 
 
 def _numeric_reason(name: str, kind: str, value) -> str:

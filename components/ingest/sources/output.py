@@ -6,16 +6,24 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from components.ingest.raw import RAW_INTERACTIONS_SCHEMA, RAW_ITEMS_SCHEMA, RawData
+from components.ingest.raw import INTEGER_ID, RAW_INTERACTIONS_SCHEMA, RAW_ITEMS_SCHEMA, RawData
 from components.ingest.sources.bad_rows import BadRows
 from components.ingest.sources.files import FileRef
 
 
 def raw_interactions(table: pa.Table) -> pa.Table:
-    """``table``'s user_id, item_id, timestamp, rating columns as RAW_INTERACTIONS_SCHEMA."""
+    """``table``'s user_id, item_id, timestamp, rating columns as RAW_INTERACTIONS_SCHEMA; id
+    columns that ``to_numeric(..., integer_ids=True)`` left as int64 stay so (raw.INTEGER_ID)."""
     if "rating" not in table.column_names:
         table = table.append_column("rating", pa.nulls(table.num_rows, pa.float64()))
-    return table.select(RAW_INTERACTIONS_SCHEMA.names).cast(RAW_INTERACTIONS_SCHEMA)
+    schema = pa.schema(
+        field.with_type(INTEGER_ID)
+        if field.name in ("user_id", "item_id")
+        and table.schema.field(field.name).type == INTEGER_ID
+        else field
+        for field in RAW_INTERACTIONS_SCHEMA
+    )
+    return table.select(schema.names).cast(schema)
 
 
 def raw_items(item_ids: Sequence[str] | pa.Array, domains: Sequence[list] | pa.Array) -> pa.Table:
