@@ -35,6 +35,10 @@ from components.io import sha256_file
 VIEW_DIR = "train_view"
 VIEW_FORMAT = 1
 ROW_GROUP_ROWS = 8192  # users per Parquet row group: what one read holds at most
+# How every writer of a shard encodes it (this module and the out-of-core stream writer, so the
+# bytes are the same): zstd like interactions.parquet, and no dictionary — on integer lists
+# pyarrow builds one, finds it too large and falls back (-30% write time, -33% size vs default)
+SHARD_WRITE_OPTIONS: dict[str, Any] = {"compression": "zstd", "use_dictionary": False}
 HASH_NAME = "splitmix64"
 VIEW_SCHEMA = pa.schema(
     [
@@ -148,7 +152,9 @@ def write_user_rows(
     def write(shard: int) -> dict:
         rows = order[bounds[shard] : bounds[shard + 1]]
         path = out / shard_file(shard)
-        pq.write_table(table.take(pa.array(rows)), path, row_group_size=ROW_GROUP_ROWS)
+        pq.write_table(
+            table.take(pa.array(rows)), path, row_group_size=ROW_GROUP_ROWS, **SHARD_WRITE_OPTIONS
+        )
         return {
             "file": path.name,
             "rows": len(rows),

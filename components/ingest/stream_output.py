@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from components.core.training_view import (
     ROW_GROUP_ROWS,
+    SHARD_WRITE_OPTIONS,
     VIEW_SCHEMA,
     check_n_shards,
     shard_file,
@@ -177,7 +178,8 @@ class _ViewWriter:
         self.out.mkdir(parents=True, exist_ok=True)
         self.n_shards = n_shards
         self.writers: list[Any] = [
-            pq.ParquetWriter(out_dir / shard_file(s), VIEW_SCHEMA) for s in range(n_shards)
+            pq.ParquetWriter(out_dir / shard_file(s), VIEW_SCHEMA, **SHARD_WRITE_OPTIONS)
+            for s in range(n_shards)
         ]
         self.spool = Path(tempfile.mkdtemp(prefix="view-", dir=spool))
         self.spooled: list[tuple[Any, Any]] = [
