@@ -27,7 +27,10 @@ MIRROR="${MIRROR:-http://deb.debian.org/debian}"
 ROOTFS=$(mktemp -d /tmp/dwlrec-rootfs.XXXXXX)
 trap 'rm -rf "$ROOTFS"' EXIT
 echo "debootstrap $SUITE from $MIRROR into $ROOTFS"
-debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
+# EXTRA_PACKAGES (comma-separated Debian packages) for derived bases, e.g. the Spark image's:
+#   BASE_TAG=local/debian-python-java:bookworm EXTRA_PACKAGES=openjdk-17-jre-headless,procps,tini
+debootstrap --variant=minbase \
+  --include=python3,python3-venv,python3-pip,ca-certificates${EXTRA_PACKAGES:+,$EXTRA_PACKAGES} \
   "$SUITE" "$ROOTFS" "$MIRROR"
 # Slim the image: apt lists and caches are not needed at run time.
 rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/*

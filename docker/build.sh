@@ -5,6 +5,8 @@
 #   docker/build.sh cpu              # CPU image   -> $DWLREC_IMAGE      (default dwlrec:latest)
 #   docker/build.sh wheelhouse-cuda  # the same with the CUDA torch into ./wheelhouse-cuda (~2.7 GB)
 #   docker/build.sh cuda             # CUDA image  -> $DWLREC_CUDA_IMAGE (default dwlrec-cuda:latest)
+#   docker/build.sh spark            # Spark image -> $DWLREC_SPARK_IMAGE (default dwlrec-spark:latest):
+#                                    # the CPU image on $SPARK_BASE_IMAGE (Java 17) + pyspark + entrypoint
 #   docker/build.sh all              # wheelhouses (if empty) + cpu + cuda
 #
 # Offline builds: when ./wheelhouse holds wheels, the Dockerfiles install only from it
@@ -36,6 +38,10 @@ TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 CUDA_BASE_IMAGE="${CUDA_BASE_IMAGE:-$BASE_IMAGE}"
 CUDA_TORCH_SPEC="${CUDA_TORCH_SPEC:-torch==2.11.0}"
 CUDA_WHEELHOUSE=wheelhouse-cuda
+DWLREC_SPARK_IMAGE="${DWLREC_SPARK_IMAGE:-dwlrec-spark:latest}"
+# a base with Java 17 (and tini, procps): BASE_TAG=local/debian-python-java:bookworm
+# EXTRA_PACKAGES=openjdk-17-jre-headless,procps,tini docker/bootstrap-base.sh
+SPARK_BASE_IMAGE="${SPARK_BASE_IMAGE:-local/debian-python-java:bookworm}"
 if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
@@ -71,6 +77,28 @@ build_image() {  # dockerfile tag base
   if [[ "${PUSH:-0}" == 1 ]]; then docker push "$tag"; fi
 }
 
+extra_requirements() {  # the pins of pyproject.toml's optional-dependency group $1
+  "$PYTHON" -c 'import sys, tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"][sys.argv[1]]))' "$1"
+}
+
+build_spark_image() {  # tag base
+  local tag=$1 base=$2 reqs network=()
+  if have_wheels; then  # an offline build: the spark extra's wheels join the wheelhouse
+    reqs=$(mktemp)
+    extra_requirements spark >"$reqs"
+    "$PYTHON" -m pip wheel --wheel-dir wheelhouse -r "$reqs"
+    rm -f "$reqs"
+    network=(--network none)
+  fi
+  echo "== docker build -f docker/Dockerfile --build-arg EXTRAS=spark -t ${tag}-base (BASE_IMAGE=$base)"
+  docker build "${network[@]}" -f docker/Dockerfile --build-arg BASE_IMAGE="$base" \
+    --build-arg TORCH_SPEC="$TORCH_SPEC" --build-arg EXTRAS=spark -t "${tag}-base" .
+  echo "== docker build -f docker/Dockerfile.spark -t $tag"
+  docker build "${network[@]}" -f docker/Dockerfile.spark --build-arg DWLREC_IMAGE="${tag}-base" \
+    -t "$tag" .
+  if [[ "${PUSH:-0}" == 1 ]]; then docker push "$tag"; fi
+}
+
 build_cuda_image() {  # tag base
   local tag=$1 base=$2 network=() files=(pyproject.toml components pipelines docker/Dockerfile.cuda)
   mkdir -p "$CUDA_WHEELHOUSE"  # the Dockerfile COPYs it, empty or not
@@ -89,11 +117,12 @@ case "${1:-all}" in
   cpu) build_image docker/Dockerfile "$DWLREC_IMAGE" "$BASE_IMAGE" ;;
   wheelhouse-cuda) build_wheelhouse "$CUDA_WHEELHOUSE" "$CUDA_TORCH_SPEC" ;;
   cuda) build_cuda_image "$DWLREC_CUDA_IMAGE" "$CUDA_BASE_IMAGE" ;;
+  spark) build_spark_image "$DWLREC_SPARK_IMAGE" "$SPARK_BASE_IMAGE" ;;
   all)
     have_wheels || build_wheelhouse
     have_wheels "$CUDA_WHEELHOUSE" || build_wheelhouse "$CUDA_WHEELHOUSE" "$CUDA_TORCH_SPEC"
     build_image docker/Dockerfile "$DWLREC_IMAGE" "$BASE_IMAGE"
     build_cuda_image "$DWLREC_CUDA_IMAGE" "$CUDA_BASE_IMAGE"
     ;;
-  *) echo "usage: docker/build.sh [wheelhouse|cpu|wheelhouse-cuda|cuda|all]" >&2; exit 2 ;;
+  *) echo "usage: docker/build.sh [wheelhouse|cpu|wheelhouse-cuda|cuda|spark|all]" >&2; exit 2 ;;
 esac

@@ -45,6 +45,7 @@ class SparkIngestConfig(Checked):
     driver_memory: str = ""
     conf: dict[str, str] = field(default_factory=dict)  # sparkConf / Dataproc properties
     service_account: str = ""  # kubeflow: the driver's ("spark"); vertex: the batch's
+    image: str = ""  # kubeflow: the SparkApplication's ("" = spark_image_for(--image))
     main_file: str = ""  # "" = spark_main.py in the image (spark_app.MAIN_FILE)
     pvc: str = ""  # kubeflow: the shared volume ("" = --checkpoint-pvc) …
     root: str = ""  # … and where it is mounted ("" = --checkpoint-root)
@@ -76,6 +77,19 @@ class SparkIngestConfig(Checked):
             )
 
 
+def spark_image_for(image: str) -> str:
+    """The Spark image built beside ``image`` (docker/build.sh spark): the repository's name +
+    "-spark", same tag — REGISTRY/dwlrec:0.2 → REGISTRY/dwlrec-spark:0.2."""
+    name, at, _ = image.partition("@")
+    if at:
+        raise ConfigError(
+            f"--image {image!r} is pinned by digest: give the Spark image with --spark-image"
+        )
+    head, slash, last = name.rpartition("/")
+    repository, colon, tag = last.partition(":")
+    return f"{head}{slash}{repository}-spark{colon}{tag}"
+
+
 def kubeflow_volume(config) -> tuple[str, str]:
     """(claim, mount path) of the volume the driver writes and the launcher reads."""
     spark = config.spark
@@ -99,6 +113,11 @@ def check_spark_ingest(config) -> None:
 
     check_cluster_image("--image", config.image)  # the driver's and executors' image
     if target == "vertex":
+        if spark.image:
+            raise ConfigError(
+                "--spark-image applies to --target kubeflow: Dataproc Serverless runs --image "
+                "and mounts its own Spark and Java into it"
+            )
         try:
             import google_cloud_pipeline_components  # noqa: F401
         except ImportError as exc:
@@ -135,6 +154,7 @@ def check_spark_ingest(config) -> None:
         )
     if not root.startswith("/"):
         raise ConfigError(f"--spark-root {root!r}: expected the claim's absolute mount path")
+    check_cluster_image("--spark-image", spark.image or spark_image_for(config.image))
     spark_app(config)  # the SparkAppSpec's own checks
 
 
@@ -144,7 +164,8 @@ def spark_app(config) -> dict:
 
     spark = config.spark
     pvc, root = kubeflow_volume(config)
-    app: dict = {"image": config.image, "pvc": pvc, "mount_path": root}
+    image = spark.image or spark_image_for(config.image)  # Java, Spark and their entrypoint
+    app: dict = {"image": image, "pvc": pvc, "mount_path": root}
     for key, value in (
         ("executor_instances", spark.executors),
         ("executor_cores", spark.executor_cores),
@@ -289,6 +310,13 @@ def add_spark_arguments(parser) -> None:
         default="",
         help="the job file: default spark_main.py in --image (local://…); or gs://…/spark_main.py",
     )
+    group.add_argument(
+        "--spark-image",
+        default="",
+        help="kubeflow: the SparkApplication's image, the project with Java 17, pyspark and the "
+        "Spark-on-Kubernetes entrypoint (docker/build.sh spark); default --image's repository + "
+        "'-spark', same tag (REGISTRY/dwlrec:0.2 -> REGISTRY/dwlrec-spark:0.2)",
+    )
     group.add_argument("--spark-pvc", default="", help="kubeflow: the shared volume's claim")
     group.add_argument("--spark-root", default="", help="kubeflow: where --spark-pvc is mounted")
     group.add_argument("--dataproc-project", default="", help="vertex: default the run's project")
@@ -317,6 +345,7 @@ def spark_settings(args) -> dict:
         conf=conf,
         service_account=args.spark_service_account,
         main_file=args.spark_main_file,
+        image=args.spark_image,
         pvc=args.spark_pvc,
         root=args.spark_root,
         dataproc_project=args.dataproc_project,

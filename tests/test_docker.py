@@ -80,3 +80,65 @@ def test_compiled_yaml_runs_end_to_end_in_docker(image, tmp_path, capsys):
     assert len(evaluations) == len(DEFAULT_VARIANTS)
     # tasks run as the invoking user, so the outputs are ours, not root's
     assert Path(summary["report_html"]).stat().st_uid == os.getuid()
+
+
+# ---- the Spark image (docker/Dockerfile.spark): what a SparkApplication's pods run ----
+
+SPARK_BASE = "local/debian-python-java:bookworm"
+
+
+@pytest.fixture(scope="module")
+def spark_image() -> str:
+    """Build the Spark image with docker/build.sh spark on the Java base .ci/docker bootstraps."""
+    client = docker_client()
+    base = os.environ.get("SPARK_BASE_IMAGE", SPARK_BASE)
+    try:
+        client.images.get(base)
+    except Exception:
+        pytest.skip(f"no Java base image {base} (docker/bootstrap-base.sh, see docker/build.sh)")
+    tag = "dwlrec-spark:test"
+    env = {**os.environ, "SPARK_BASE_IMAGE": base, "DWLREC_SPARK_IMAGE": tag}
+    build = subprocess.run(
+        ["bash", "docker/build.sh", "spark"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
+    return tag
+
+
+def test_spark_image_runs_the_operators_driver_command(spark_image, tmp_path):
+    """The Spark Operator's driver pod runs the image with no command and the arguments
+    ``driver --properties-file … local:///…/spark_main.py ARGS``: through the entrypoint, that is
+    spark-submit in client mode (here on local[2], no network) — and the ingest it runs writes
+    the same Parquet bytes as the plain in-memory ingest on the host."""
+    from components.ingest import ingest
+    from components.ingest.spark_app import MAIN_FILE
+    from tests.fixtures_formats import write_ml100k
+
+    options = {"min_user_interactions": 3, "min_item_interactions": 1, "train_shards": 2}
+    source = write_ml100k(tmp_path / "in")
+    ingest("movielens", tmp_path / "plain", str(source), **options)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out").chmod(0o777)  # the image runs as uid 1000
+    conf = tmp_path / "spark.properties"  # as the operator mounts one
+    conf.write_text("spark.master=local[2]\nspark.ui.enabled=false\n")
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
+    subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "-e", "SPARK_DRIVER_BIND_ADDRESS=127.0.0.1",
+         "-v", f"{tmp_path}:/data", spark_image, "driver", "--properties-file",
+         "/data/spark.properties", MAIN_FILE, "--source", "movielens", "--input", "/data/in",
+         "--output", "/data/out/ingest", *flags],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    manifest = json.loads((tmp_path / "out" / "ingest" / "manifest.json").read_text())
+    assert manifest["options"]["engine"] == "spark"
+
+    def parquet(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*.parquet")}
+
+    assert parquet(tmp_path / "out" / "ingest") == parquet(tmp_path / "plain")
+    assert len(parquet(tmp_path / "plain")) == 4  # interactions, items, 2 view shards
+
+
+def test_spark_image_passes_other_commands_through(spark_image):
+    assert _in_image(spark_image, "id", "-u") == "1000"
+    assert _in_image(spark_image, "python3", "-c", "import pyspark; print(pyspark.__version__)")

@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 REFS_TOOL = REPO.parent / "shared" / "tools" / "check_pipeline_refs.py"
 IMAGE = "europe-docker.pkg.dev/proj/repo/dwlrec:0.2.0-3aade51"
 IMAGES = ["--image", IMAGE, "--cuda-image", IMAGE.replace("dwlrec:", "dwlrec-cuda:")]
+SPARK_IMAGE = IMAGE.replace("dwlrec:", "dwlrec-spark:")  # docker/build.sh spark's, beside it
 OPTIONS = {"min_user_interactions": 3, "min_item_interactions": 1, "train_shards": 2}
 SPARK_MAIN = REPO / "components" / "ingest" / "spark_main.py"
 
@@ -89,7 +90,7 @@ def test_kubeflow_runs_a_spark_application_launcher_on_the_shared_volume(tmp_pat
     assert params["options"] == {"componentInputParameter": "ingest_options"}
     assert params["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
     assert params["spark_app"]["runtimeValue"]["constant"] == {
-        "image": IMAGE,
+        "image": SPARK_IMAGE,  # the driver and executors: Java + Spark (docker/Dockerfile.spark)
         "pvc": "dwl-rwx",
         "mount_path": "/work",
         "executor_instances": 6.0,
@@ -248,6 +249,12 @@ def test_arguments_the_job_cannot_take_fail_in_the_task(options, root, match):
           "/w", "--spark-conf", "novalue"], "--spark-conf 'novalue'"),
         (["--target", "vertex", "--ingest-on", "spark", "--dataproc-region", "r",
           "--spark-main-file", "code/main.txt"], "--spark-main-file 'code/main.txt'"),
+        (["--target", "vertex", "--ingest-on", "spark", "--dataproc-region", "r",
+          "--spark-image", SPARK_IMAGE], "--spark-image applies to --target kubeflow"),
+        (["--target", "kubeflow", "--ingest-on", "spark", "--spark-pvc", "c", "--spark-root",
+          "/w", "--spark-image", "dwlrec-spark:latest"], "--spark-image 'dwlrec-spark:latest'"),
+        (["--target", "kubeflow", "--ingest-on", "spark", "--spark-pvc", "c", "--spark-root",
+          "/w", "--image", IMAGE.split(":")[0] + "@sha256:" + "a" * 64], "pinned by digest"),
     ],
 )  # fmt: skip
 def test_bad_spark_ingest_settings_fail_in_one_line(tmp_path, capsys, argv, message):
@@ -256,6 +263,28 @@ def test_bad_spark_ingest_settings_fail_in_one_line(tmp_path, capsys, argv, mess
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "image, expected",
+    [
+        ("europe-docker.pkg.dev/p/r/dwlrec:0.2", "europe-docker.pkg.dev/p/r/dwlrec-spark:0.2"),
+        ("localhost:5000/dwlrec:1", "localhost:5000/dwlrec-spark:1"),  # a port is not a tag
+        ("localhost:5000/team/recs", "localhost:5000/team/recs-spark"),
+    ],
+)
+def test_the_spark_image_is_built_beside_the_project_image(image, expected):
+    from pipelines.ingest_spark import spark_image_for
+
+    assert spark_image_for(image) == expected
+
+
+def test_an_explicit_spark_image_is_what_the_application_runs(tmp_path, capsys):
+    other = "europe-docker.pkg.dev/proj/repo/my-spark:7"
+    docs = _compile(tmp_path, capsys, "--target", "kubeflow", "--ingest-on", "spark",
+                    "--spark-pvc", "c", "--spark-root", "/w", "--spark-image", other)  # fmt: skip
+    params = docs[0]["root"]["dag"]["tasks"]["ingest-spark-app"]["inputs"]["parameters"]
+    assert params["spark_app"]["runtimeValue"]["constant"]["image"] == other
 
 
 # ---- the kubeflow launcher against a fake Spark Operator ----
@@ -303,7 +332,7 @@ def test_the_launcher_ingests_on_the_operator_and_a_retry_reuses_it(
     spec = created["spec"]
     assert created["metadata"] == {**created["metadata"], "name": "dwl-ingest-run-1",
                                    "namespace": "team-a"}  # fmt: skip
-    assert (spec["image"], spec["mainApplicationFile"]) == (IMAGE, MAIN_FILE)
+    assert (spec["image"], spec["mainApplicationFile"]) == (SPARK_IMAGE, MAIN_FILE)
     assert spec["volumes"][0]["persistentVolumeClaim"]["claimName"] == "dwl-rwx"
     assert spec["driver"]["volumeMounts"][0]["mountPath"] == str(pvc)
     work = pvc / "run-1" / "ingest"

@@ -39,7 +39,7 @@ class SparkApplicationFailed(DwlrecError):
 class SparkAppSpec:
     """What the launcher asks the cluster for (fixed when the pipeline is compiled)."""
 
-    image: str  # the project image (with Java and Spark: the driver and executors run it)
+    image: str  # the Spark image (docker/Dockerfile.spark: the project + Java, pyspark, entrypoint)
     service_account: str = "spark"  # the driver's: may create and delete executor pods
     namespace: str = ""  # "" = the kubeconfig context's, or the launcher pod's own
     spark_version: str = "4.0.0"
