@@ -117,18 +117,28 @@ def test_spark_image_runs_the_operators_driver_command(spark_image, tmp_path):
     options = {"min_user_interactions": 3, "min_item_interactions": 1, "train_shards": 2}
     source = write_ml100k(tmp_path / "in")
     ingest("movielens", tmp_path / "plain", str(source), **options)
+    tmp_path.chmod(0o755)  # the image runs as uid 1000: it reads the inputs …
     (tmp_path / "out").mkdir()
-    (tmp_path / "out").chmod(0o777)  # the image runs as uid 1000
+    (tmp_path / "out").chmod(0o777)  # … and writes here
     conf = tmp_path / "spark.properties"  # as the operator mounts one
     conf.write_text("spark.master=local[2]\nspark.ui.enabled=false\n")
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
-    subprocess.run(
-        ["docker", "run", "--rm", "--network", "none", "-e", "SPARK_DRIVER_BIND_ADDRESS=127.0.0.1",
-         "-v", f"{tmp_path}:/data", spark_image, "driver", "--properties-file",
-         "/data/spark.properties", MAIN_FILE, "--source", "movielens", "--input", "/data/in",
-         "--output", "/data/out/ingest", *flags],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+
+    def driver(*ingest_args: str) -> subprocess.CompletedProcess:
+        # (no network here: the pod's own address and name are what a cluster resolves)
+        return subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", "-e", "SPARK_LOCAL_IP=127.0.0.1",
+             "-e", "SPARK_DRIVER_BIND_ADDRESS=127.0.0.1", "-v", f"{tmp_path}:/data", spark_image,
+             "driver", "--properties-file", "/data/spark.properties", MAIN_FILE, "--source",
+             "movielens", "--input", "/data/in", "--output", "/data/out/ingest", *ingest_args],
+            capture_output=True, text=True,
+        )  # fmt: skip
+
+    failed = driver()  # the default 5-core empties this small file: the driver must fail
+    assert failed.returncode != 0 and "no interactions left" in failed.stdout + failed.stderr
+    assert not (tmp_path / "out" / "ingest").exists()
+    done = driver(*flags)
+    assert done.returncode == 0, done.stderr[-3000:]
     manifest = json.loads((tmp_path / "out" / "ingest" / "manifest.json").read_text())
     assert manifest["options"]["engine"] == "spark"
 
