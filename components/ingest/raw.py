@@ -14,8 +14,9 @@ RAW_INTERACTIONS_SCHEMA = pa.schema(
         pa.field("rating", pa.float64()),  # null when the format has no rating (implicit feedback)
     ]
 )
-# A reader may hand the id columns over as int64 instead (``raw_interactions(..., integer_ids=)``)
-# when every id in the file is written in canonical decimal form ("7", never "07", "+7", "0x7"):
+# A reader may hand the id columns over as int64 instead (``to_numeric(..., integer_ids=True)``)
+# when every id in the file is a small non-negative integer written in canonical decimal form
+# ("7", never "07", "-0", "0x7"; ``sources.numeric.canonical_integers`` decides):
 # then distinct strings are distinct integers, so their order and their text are the integers'
 # (``str(int)``) and the engines need not hash 20M strings. ``string_ids`` turns them back.
 INTEGER_ID = pa.int64()
