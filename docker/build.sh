@@ -39,8 +39,9 @@ CUDA_BASE_IMAGE="${CUDA_BASE_IMAGE:-$BASE_IMAGE}"
 CUDA_TORCH_SPEC="${CUDA_TORCH_SPEC:-torch==2.11.0}"
 CUDA_WHEELHOUSE=wheelhouse-cuda
 DWLREC_SPARK_IMAGE="${DWLREC_SPARK_IMAGE:-dwlrec-spark:latest}"
-# a base with Java 17 (and tini, procps): BASE_TAG=local/debian-python-java:bookworm
-# EXTRA_PACKAGES=openjdk-17-jre-headless,procps,tini docker/bootstrap-base.sh
+# a base with Python 3.11 (venv) and Java 17 (and tini, procps): offline, BASE_TAG=local/debian-python-java:bookworm
+# EXTRA_PACKAGES=openjdk-17-jre-headless,procps,tini docker/bootstrap-base.sh; with a registry, any
+# image FROM python:3.11-slim-bookworm that apt-installs openjdk-17-jre-headless procps tini
 SPARK_BASE_IMAGE="${SPARK_BASE_IMAGE:-local/debian-python-java:bookworm}"
 if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
