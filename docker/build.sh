@@ -68,13 +68,14 @@ build_wheelhouse() {  # [dir torch-spec]
   du -sh "$dir"
 }
 
-build_image() {  # dockerfile tag base
+build_image() {  # dockerfile tag base [more docker build arguments]
   local dockerfile=$1 tag=$2 base=$3 network=()
+  shift 3
   mkdir -p wheelhouse  # the Dockerfiles COPY it, empty or not
   if have_wheels; then network=(--network none); fi
-  echo "== docker build -f $dockerfile -t $tag (BASE_IMAGE=$base${network:+, offline})"
+  echo "== docker build -f $dockerfile -t $tag (BASE_IMAGE=$base${network:+, offline}) $*"
   docker build "${network[@]}" -f "$dockerfile" --build-arg BASE_IMAGE="$base" \
-    --build-arg TORCH_SPEC="$TORCH_SPEC" -t "$tag" .
+    --build-arg TORCH_SPEC="$TORCH_SPEC" "$@" -t "$tag" .
   if [[ "${PUSH:-0}" == 1 ]]; then docker push "$tag"; fi
 }
 
@@ -91,9 +92,7 @@ build_spark_image() {  # tag base
     rm -f "$reqs"
     network=(--network none)
   fi
-  echo "== docker build -f docker/Dockerfile --build-arg EXTRAS=spark -t ${tag}-base (BASE_IMAGE=$base)"
-  docker build "${network[@]}" -f docker/Dockerfile --build-arg BASE_IMAGE="$base" \
-    --build-arg TORCH_SPEC="$TORCH_SPEC" --build-arg EXTRAS=spark -t "${tag}-base" .
+  PUSH=0 build_image docker/Dockerfile "${tag}-base" "$base" --build-arg EXTRAS=spark
   echo "== docker build -f docker/Dockerfile.spark -t $tag"
   docker build "${network[@]}" -f docker/Dockerfile.spark --build-arg DWLREC_IMAGE="${tag}-base" \
     -t "$tag" .

@@ -154,7 +154,6 @@ def check_spark_ingest(config) -> None:
         )
     if not root.startswith("/"):
         raise ConfigError(f"--spark-root {root!r}: expected the claim's absolute mount path")
-    check_cluster_image("--spark-image", spark.image or spark_image_for(config.image))
     spark_app(config)  # the SparkAppSpec's own checks
 
 
@@ -164,7 +163,10 @@ def spark_app(config) -> dict:
 
     spark = config.spark
     pvc, root = kubeflow_volume(config)
+    from pipelines.distributed import check_cluster_image
+
     image = spark.image or spark_image_for(config.image)  # Java, Spark and their entrypoint
+    check_cluster_image("--spark-image", image)
     app: dict = {"image": image, "pvc": pvc, "mount_path": root}
     for key, value in (
         ("executor_instances", spark.executors),

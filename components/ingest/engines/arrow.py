@@ -38,19 +38,17 @@ def reduce(
     # two threads throughout: pyarrow's kernels and numpy's sorts and gathers release the GIL
     with ThreadPoolExecutor(max_workers=2) as pool:
 
-        def each(function, *arrays):
-            return list(pool.map(function, arrays))
+        def select(index: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
+            """``array[index]`` of each array, the gathers on both threads."""
+            return list(pool.map(lambda array: array[index], arrays))
 
-        (user_code, user_names), (item_code, item_names) = each(
-            _id_codes, table.column("user_id"), table.column("item_id")
+        (user_code, user_names), (item_code, item_names) = pool.map(
+            _id_codes, (table.column("user_id"), table.column("item_id"))
         )
         timestamp = np.asarray(table.column("timestamp"), dtype=np.int64)
-
-        order = _stable_user_time_order(user_code, timestamp)
-        user_code, item_code, timestamp = each(
-            lambda a, index=order: a[index], user_code, item_code, timestamp
+        user_code, item_code, timestamp = select(
+            _stable_user_time_order(user_code, timestamp), user_code, item_code, timestamp
         )
-        del order
 
         keep = ~_exact_repeats(user_code, item_code, timestamp)
         counts["duplicates_removed"] = int((~keep).sum())
@@ -60,20 +58,15 @@ def reduce(
         counts["removed_by_kcore"] = n_before_kcore - int(keep.sum())
         check_kcore_left(int(keep.sum()), n_before_kcore, min_user, options)
         if not keep.all():
-            user_code, item_code, timestamp = each(
-                lambda a, index=keep: a[index], user_code, item_code, timestamp
-            )
+            user_code, item_code, timestamp = select(keep, user_code, item_code, timestamp)
 
         # Dense re-index: users 0..U-1, items 1..I (0 is padding), in the ids' natural order.
-        kept_users, kept_items = each(
-            lambda pair: np.bincount(pair[0], minlength=len(pair[1])) > 0,
-            (user_code, user_names),
-            (item_code, item_names),
-        )
-        user_idx, item_idx = each(
-            lambda pair: pair[0][pair[1]],
-            (np.cumsum(kept_users, dtype=np.int32) - 1, user_code),
-            (np.cumsum(kept_items, dtype=np.int32), item_code),
+        kept_users = np.bincount(user_code, minlength=len(user_names)) > 0
+        kept_items = np.bincount(item_code, minlength=len(item_names)) > 0
+        user_idx, item_idx = pool.map(
+            lambda rank, code: rank[code],
+            (np.cumsum(kept_users, dtype=np.int32) - 1, np.cumsum(kept_items, dtype=np.int32)),
+            (user_code, item_code),
         )
     return Reduced(
         user_idx=user_idx,

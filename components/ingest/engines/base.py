@@ -37,7 +37,8 @@ class Engine(Protocol):
         self, table: pa.Table, options: IngestOptions, min_user: int, scratch: Path | None
     ) -> Reduced:
         """Process the raw interactions ``table`` (RAW_INTERACTIONS_SCHEMA, file order, no blank
-        ids) with ``options``; ``min_user`` is the users' k-core threshold in effect; ``scratch``
+        ids; string ids, except that the arrow engine may get ``raw.INTEGER_ID`` ones: see
+        ``core.process``) with ``options``; ``min_user`` is the users' k-core threshold in effect; ``scratch``
         a path whose parent may hold spill files (the output directory), None: $TMPDIR."""
         ...
 
